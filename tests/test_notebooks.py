@@ -1,0 +1,61 @@
+"""Static checks that every chapter follows the template (CONTRIBUTING.md). nbval re-runs them separately."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted(p for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+CONFIG = (ROOT / "_config.yml").read_text()
+REPO_URL = re.search(r"^repository:\n  url: (\S+)", CONFIG, re.M).group(1)
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def test_there_are_chapters():
+    assert NOTEBOOKS, "no notebooks under book/"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_without_outputs(path):
+    for cell in load(path)["cells"]:
+        if cell["cell_type"] == "code":
+            assert not cell["outputs"] and cell["execution_count"] is None, \
+                f"{path.name}: strip outputs before committing (jupyter nbconvert --clear-output --inplace)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_listed_in_toc(path):
+    rel = path.relative_to(ROOT).with_suffix("").as_posix()
+    assert f"file: {rel}\n" in (ROOT / "_toc.yml").read_text(), f"{rel} is missing from _toc.yml"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_follows_the_chapter_template(path):
+    nb = load(path)
+    cells = nb["cells"]
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    assert cells[0]["cell_type"] == "markdown" and source(cells[0]).startswith("# ")
+    markdown = "\n".join(source(c) for c in cells if c["cell_type"] == "markdown")
+    assert len(re.findall(r"^# ", markdown, re.M)) == 1, "exactly one title (H1) per chapter"
+    for heading in ("## Learning objectives", "## Claims checked", "## Exercises", "## Summary", "## References",
+                    "## Quality gates"):
+        assert re.search(rf"^{re.escape(heading)}\b", markdown, re.M), f"{path.name}: missing section {heading!r}"
+    assert markdown.count(":class: dropdown") >= 3, "at least three exercises with solutions behind a toggle"
+    code = [c for c in cells if c["cell_type"] == "code"]
+    setup = code[0]
+    assert f'REPO_URL = "{REPO_URL}"' in source(setup) and "google.colab" in source(setup), \
+        "the first code cell installs helpers in Colab from the repository in _config.yml (make repo-url)"
+    assert "hide-cell" in setup["metadata"].get("tags", [])
+    assert any(re.search(r"^\s*assert\b", source(c), re.M) for c in code[-3:]), \
+        "the last cells must assert the chapter's quality gates"

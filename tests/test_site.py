@@ -1,0 +1,62 @@
+"""Checks on the built HTML book (run by `make site-quick` after the build; marker `site`)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import pytest
+from bs4 import BeautifulSoup
+
+pytestmark = pytest.mark.site
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE = Path(os.environ.get("DLBOOK_SITE", ROOT / "_build" / "html"))
+REPO_URL = re.search(r"^repository:\n  url: (\S+)", (ROOT / "_config.yml").read_text(), re.M).group(1)
+CHAPTERS = sorted(p.relative_to(ROOT).with_suffix("") for p in (ROOT / "book").rglob("*.ipynb")
+                  if ".ipynb_checkpoints" not in p.parts)
+
+
+def page(rel: Path) -> BeautifulSoup:
+    html = SITE / rel.with_suffix(".html")
+    assert html.exists(), f"{html} was not built (build the book first: make book-quick)"
+    return BeautifulSoup(html.read_text(), "html.parser")
+
+
+def test_site_was_built():
+    assert (SITE / "index.html").exists(), f"no book in {SITE}: run the build first"
+    assert (SITE / "book" / "references.html").exists()
+
+
+@pytest.mark.parametrize("rel", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_shows_its_figures(rel):
+    soup = page(rel)
+    images = [img for img in soup.select("div.cell_output img") if img.get("src", "").endswith(".png")]
+    assert len(images) >= 3, f"{rel}: expected the chapter's plots in the page, found {len(images)}"
+    html_dir = (SITE / rel).parent
+    for img in images:
+        png = (html_dir / img["src"]).resolve()
+        pixels = mpimg.imread(png)  # decodes the file: a broken image raises
+        assert pixels.shape[0] > 10 and pixels.shape[1] > 10, png
+
+
+@pytest.mark.parametrize("rel", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_ran_cleanly(rel):
+    soup = page(rel)
+    outputs = " ".join(o.get_text() for o in soup.select("div.cell_output"))
+    assert "Traceback" not in outputs and "Error" not in outputs.replace("DataNotFoundError", "")
+    stderr = [o.get_text()[:200] for o in soup.select("div.cell_output .stderr, div.cell_output .output.stderr")]
+    assert not stderr, f"{rel}: warnings or other stderr output left in the page: {stderr}"
+    assert "Warning" not in outputs, f"{rel}: a warning is printed in the outputs"
+
+
+@pytest.mark.parametrize("rel", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_has_math_solutions_and_colab_link(rel):
+    soup = page(rel)
+    assert soup.select(".math"), f"{rel}: no rendered math"
+    assert len(soup.select("details.dropdown, div.dropdown, .toggle")) >= 3, f"{rel}: solution toggles missing"
+    colab = f"https://colab.research.google.com/github/{REPO_URL.removeprefix('https://github.com/')}/blob/main/{rel.as_posix()}.ipynb"
+    links = [a.get("href") for a in soup.find_all("a")]
+    assert colab in links, f"{rel}: no Colab launch link {colab}"
