@@ -19,7 +19,7 @@ install: $(VENV)/.installed
 
 ## The website, full mode (the numbers readers see): HTML in _build/html. A GPU is advised (see README).
 book: install
-	$(JB) build -W --keep-going .
+	TQDM_DISABLE=1 $(JB) build -W --keep-going .
 	@echo "Open _build/html/index.html"
 
 ## The website in quick mode: small data, few epochs, minutes on a CPU. HTML in $(QUICK_SITE)/_build/html.

@@ -205,7 +205,8 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int, val_loader: It
     except TypeError:
         steps_per_epoch = None
     total = steps_per_epoch * epochs if steps_per_epoch else None
-    with tqdm(total=total, desc=desc, disable=not progress, unit="batch") as bar:
+    # Only pass `disable` to turn the bar off: left unset, the TQDM_DISABLE environment variable still works.
+    with tqdm(total=total, desc=desc, unit="batch", **({} if progress else {"disable": True})) as bar:
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
             train = train_one_epoch(model, train_loader, optimizer, loss_fn, device=device, metrics=metrics,
