@@ -2,7 +2,8 @@
 
 Import what a chapter needs, e.g. ``from helpers import fit, load_mnist, get_device``.
 Each module is small and can be read on its own: :mod:`helpers.settings`, :mod:`helpers.data`,
-:mod:`helpers.training`, :mod:`helpers.models`, :mod:`helpers.plots`.
+:mod:`helpers.training`, :mod:`helpers.models`, :mod:`helpers.plots`, and for reinforcement learning
+:mod:`helpers.rl` (imported on its own: ``from helpers import rl``).
 """
 
 from .data import (CIFAR10_CLASSES, FASHION_MNIST_CLASSES, FULL_TRAIN_SIZE, MNIST_CLASSES, DataNotFoundError,

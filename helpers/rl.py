@@ -1,0 +1,186 @@
+"""Reinforcement-learning utilities shared by the RL chapters: environments, evaluation, curves, a policy net.
+
+Everything uses gymnasium's API (``reset`` returns ``(obs, info)``, ``step`` returns
+``(obs, reward, terminated, truncated, info)``). The algorithm a chapter teaches (the Q-learning update,
+DQN's loss, PPO's clipped objective, ...) stays in its notebook or in its own module; this file only holds
+what every RL chapter needs the same way, so that results are measured identically everywhere:
+
+- :func:`make_env` / :func:`make_vector_env`: seeded environments;
+- :func:`evaluate_policy`: a *separate* greedy run on fresh episodes, the number every chapter reports;
+- :func:`plot_returns`: mean ± std over seeds against environment steps;
+- :class:`ActorCritic`: the small policy/value network used by the policy-gradient chapters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import gymnasium as gym
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical, Distribution, Independent, Normal
+
+
+def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
+    """Create a gymnasium environment that records episode returns and lengths in ``info["episode"]``.
+
+    Seeding happens once here (reset and action space) so that a chapter re-run gives the same episodes;
+    later ``env.reset()`` calls without a seed continue the same random stream.
+    """
+    env = gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, **kwargs))
+    if seed is not None:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+    return env
+
+
+def make_vector_env(env_id: str, num_envs: int, seed: int = 0, **kwargs) -> gym.vector.VectorEnv:
+    """``num_envs`` copies of an environment stepped together in this process (no subprocesses: safe in notebooks).
+
+    Copy ``i`` is seeded with ``seed + i``. Vector environments reset a finished copy automatically.
+    """
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)])
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    envs.reset(seed=[seed + i for i in range(num_envs)])
+    envs.action_space.seed(seed)
+    return envs
+
+
+def evaluate_policy(policy: Callable[[np.ndarray], int | np.ndarray], env_id: str, episodes: int = 100,
+                    seed: int = 10_000, **kwargs) -> np.ndarray:
+    """Returns of ``episodes`` complete episodes of ``policy`` (observation -> action), one seed per episode.
+
+    Why a separate run: returns seen *during* training mix exploration noise and a policy that changes
+    within the episode. The number a chapter reports is this one: the final policy, acting greedily
+    (the caller passes a deterministic policy), on fresh episodes seeded apart from the training ones.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be at least 1, got {episodes}")
+    env = gym.make(env_id, **kwargs)
+    returns = np.zeros(episodes)
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done = False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(policy(obs))
+            returns[i] += float(reward)
+            done = terminated or truncated
+    env.close()
+    return returns
+
+
+def torch_policy(model: Callable[[torch.Tensor], torch.Tensor], device: torch.device | str = "cpu",
+                 continuous: bool = False) -> Callable[[np.ndarray], int | np.ndarray]:
+    """Wrap a network that maps a batch of observations to action scores (or actions) into a greedy policy.
+
+    For discrete actions the policy takes the arg-max of the scores (Q-values or logits); with
+    ``continuous=True`` it returns the network's output itself (e.g. the mean of a Gaussian policy).
+    """
+    @torch.no_grad()
+    def act(obs: np.ndarray) -> int | np.ndarray:
+        out = model(torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0))[0]
+        return out.cpu().numpy() if continuous else int(out.argmax())
+    return act
+
+
+def mean_std(values: Sequence[float] | np.ndarray) -> str:
+    """``"mean ± std (n=...)"``: how every RL chapter prints a result over seeds or episodes."""
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.1f} ± {v.std():.1f} (n={v.size})"
+
+
+def moving_average(x: Sequence[float] | np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over the last ``window`` values (shorter at the start), same length as ``x``."""
+    if window < 1:
+        raise ValueError(f"window must be at least 1, got {window}")
+    x = np.asarray(x, dtype=float)
+    csum = np.cumsum(np.insert(x, 0, 0.0))
+    idx = np.arange(1, len(x) + 1)
+    lo = np.maximum(idx - window, 0)
+    return (csum[idx] - csum[lo]) / (idx - lo)
+
+
+def plot_returns(runs: Mapping[str, Sequence[tuple[Sequence[float], Sequence[float]]]], *, title: str,
+                 target: float | None = None, window: int = 10, points: int = 200,
+                 ax: plt.Axes | None = None) -> plt.Figure:
+    """Episode return against environment steps: for each label, the mean over seeds with a ± std band.
+
+    ``runs[label]`` is one ``(steps, returns)`` pair per seed: the environment step at which each training
+    episode ended and its return. Each seed's curve is smoothed with a ``window``-episode moving average and
+    interpolated onto a common step grid, because seeds finish episodes at different steps.
+    """
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 4))
+    else:
+        fig = ax.figure
+    for i, (label, seeds) in enumerate(runs.items()):
+        seeds = [(np.asarray(s, float), np.asarray(r, float)) for s, r in seeds if len(s) > 0]
+        if not seeds:
+            continue
+        end = min(s[-1] for s, _ in seeds)
+        grid = np.linspace(0, end, points)
+        curves = np.stack([np.interp(grid, s, moving_average(r, window)) for s, r in seeds])
+        mean, std = curves.mean(0), curves.std(0)
+        ax.plot(grid, mean, color=f"C{i}", label=f"{label} (n={len(seeds)})")
+        if len(seeds) > 1:
+            ax.fill_between(grid, mean - std, mean + std, color=f"C{i}", alpha=0.2)
+    if target is not None:
+        ax.axhline(target, color="k", ls="--", lw=1, label=f"target {target:g}")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(f"episode return ({window}-episode moving average)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+class ActorCritic(nn.Module):
+    """A policy (actor) and a state-value function (critic), two separate MLPs on the same observation.
+
+    Separate networks are the robust default for small control tasks: the value loss, whose scale changes
+    with the returns, cannot disturb the policy's features. For discrete actions the actor outputs logits of
+    a categorical distribution; for continuous actions it outputs the mean of a Gaussian whose log standard
+    deviation is a learned, state-independent parameter.
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int, *, continuous: bool = False, hidden: int = 64,
+                 log_std_init: float = 0.0) -> None:
+        super().__init__()
+        if obs_dim < 1 or action_dim < 1:
+            raise ValueError(f"obs_dim and action_dim must be positive, got {obs_dim} and {action_dim}")
+        self.continuous = continuous
+
+        def mlp(out: int, out_gain: float) -> nn.Sequential:
+            net = nn.Sequential(nn.Linear(obs_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
+                                nn.Linear(hidden, out))
+            # Orthogonal initialisation with a small last layer: the usual choice for PPO/A2C, which starts the
+            # policy close to uniform and the value estimates close to zero.
+            for layer in net:
+                if isinstance(layer, nn.Linear):
+                    nn.init.orthogonal_(layer.weight, gain=out_gain if layer is net[-1] else np.sqrt(2))
+                    nn.init.zeros_(layer.bias)
+            return net
+
+        self.actor = mlp(action_dim, 0.01)
+        self.critic = mlp(1, 1.0)
+        if continuous:
+            self.log_std = nn.Parameter(torch.full((action_dim,), log_std_init))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """Estimated state value V(s), shape ``(batch,)``."""
+        return self.critic(obs).squeeze(-1)
+
+    def distribution(self, obs: torch.Tensor) -> Distribution:
+        """The policy's action distribution pi(.|s); ``log_prob`` of an action gives one number per state."""
+        out = self.actor(obs)
+        if self.continuous:
+            return Independent(Normal(out, self.log_std.exp().expand_as(out)), 1)
+        return Categorical(logits=out)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """The greedy action scores: logits (discrete) or the Gaussian mean (continuous)."""
+        return self.actor(obs)
