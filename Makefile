@@ -5,6 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 JB     := $(VENV)/bin/jupyter-book
 QUICK_SITE := _build/quick
+EXECUTED   := _build/executed
 
 .PHONY: install book book-quick test unit notebooks site-quick repo-url clean
 
@@ -26,17 +27,27 @@ book: install
 book-quick: install
 	DLBOOK_QUICK=1 TQDM_DISABLE=1 $(JB) build -W --keep-going --path-output $(QUICK_SITE) .
 
-## Everything CI checks: unit tests, every notebook re-run by nbval in quick mode, the quick site built
-## with warnings as errors and checked.
-test: install unit notebooks site-quick
+## Everything CI checks: unit tests, every notebook re-run by nbval in quick mode, and the quick site built
+## (warnings as errors) from the outputs of that same run, then checked.
+test: install unit site-quick
 
 unit: install
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
+## nbval re-runs every notebook in quick mode; tests/nbval_outputs.py keeps the outputs in $(EXECUTED).
 notebooks: install
-	DLBOOK_QUICK=1 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --durations=0 book
+	rm -rf $(EXECUTED)
+	DLBOOK_QUICK=1 TQDM_DISABLE=1 DLBOOK_EXECUTED=$(EXECUTED) $(PY) -m pytest -q -p no:cacheprovider \
+	    -p tests.nbval_outputs --nbval-lax --durations=0 book
 
-site-quick: book-quick
+## The quick site from the notebooks `make notebooks` executed (no second execution), then the checks on its HTML.
+site-quick: notebooks
+	rm -rf $(QUICK_SITE) && mkdir -p $(QUICK_SITE)
+	cp -r book _toc.yml references.bib CONTRIBUTING.md $(QUICK_SITE)/
+	cp -r $(EXECUTED)/book $(QUICK_SITE)/
+	sed 's/^  execute_notebooks: force$$/  execute_notebooks: "off"/' _config.yml > $(QUICK_SITE)/_config.yml
+	grep -q 'execute_notebooks: "off"' $(QUICK_SITE)/_config.yml
+	$(JB) build -W --keep-going $(QUICK_SITE)
 	DLBOOK_SITE=$(QUICK_SITE)/_build/html $(PY) -m pytest -q -p no:cacheprovider -m site tests/test_site.py
 
 ## Point the book at another repository (a fork): make repo-url URL=https://github.com/you/dlbook

@@ -52,6 +52,7 @@ def test_follows_the_chapter_template(path):
                     "## Quality gates"):
         assert re.search(rf"^{re.escape(heading)}\b", markdown, re.M), f"{path.name}: missing section {heading!r}"
     assert markdown.count(":class: dropdown") >= 3, "at least three exercises with solutions behind a toggle"
+    assert "{bibliography}" not in markdown, "list citations with {cite:t}; the bibliography lives in book/references.md"
     code = [c for c in cells if c["cell_type"] == "code"]
     setup = code[0]
     assert f'REPO_URL = "{REPO_URL}"' in source(setup) and "google.colab" in source(setup), \
