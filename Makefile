@@ -6,6 +6,7 @@ PY     := $(VENV)/bin/python
 JB     := $(VENV)/bin/jupyter-book
 QUICK_SITE := _build/quick
 EXECUTED   := _build/executed
+MATHJAX    := _build/mathjax/package/es5
 
 .PHONY: install book book-quick test unit notebooks site-quick repo-url clean
 
@@ -40,15 +41,25 @@ notebooks: install
 	DLBOOK_QUICK=1 TQDM_DISABLE=1 DLBOOK_EXECUTED=$(EXECUTED) $(PY) -m pytest -q -p no:cacheprovider \
 	    -p tests.nbval_outputs --nbval-lax --durations=0 book
 
-## The quick site from the notebooks `make notebooks` executed (no second execution), then the checks on its HTML.
-site-quick: notebooks
-	rm -rf $(QUICK_SITE) && mkdir -p $(QUICK_SITE)
+## The quick site from the notebooks `make notebooks` executed (no second execution), then the checks on its HTML:
+## static checks, and the pages opened in headless Chromium (Debian: apt install chromium chromium-driver).
+## The test site serves its own copy of MathJax (npm's `mathjax` package) so that math renders offline too.
+site-quick: notebooks $(MATHJAX)/tex-mml-chtml.js
+	rm -rf $(QUICK_SITE) && mkdir -p $(QUICK_SITE)/_extra
 	cp -r book _toc.yml references.bib CONTRIBUTING.md $(QUICK_SITE)/
 	cp -r $(EXECUTED)/book $(QUICK_SITE)/
-	sed 's/^  execute_notebooks: force$$/  execute_notebooks: "off"/' _config.yml > $(QUICK_SITE)/_config.yml
-	grep -q 'execute_notebooks: "off"' $(QUICK_SITE)/_config.yml
+	cp -r $(MATHJAX) $(QUICK_SITE)/_extra/mathjax
+	sed -e 's/^  execute_notebooks: force$$/  execute_notebooks: "off"/' \
+	    -e 's#^  config:$$#  config:\n    mathjax_path: ../mathjax/tex-mml-chtml.js\n    html_extra_path: ["_extra"]#' \
+	    _config.yml > $(QUICK_SITE)/_config.yml
+	grep -q 'execute_notebooks: "off"' $(QUICK_SITE)/_config.yml && grep -q 'mathjax_path' $(QUICK_SITE)/_config.yml
 	$(JB) build -W --keep-going $(QUICK_SITE)
-	DLBOOK_SITE=$(QUICK_SITE)/_build/html $(PY) -m pytest -q -p no:cacheprovider -m site tests/test_site.py
+	DLBOOK_SITE=$(QUICK_SITE)/_build/html DLBOOK_SCREENSHOTS=_build/screenshots \
+	    $(PY) -m pytest -q -p no:cacheprovider -m site tests/test_site.py tests/test_browser.py
+
+$(MATHJAX)/tex-mml-chtml.js:
+	rm -rf _build/mathjax && mkdir -p _build/mathjax
+	cd _build/mathjax && npm pack --silent mathjax@3 > /dev/null && tar xzf mathjax-3*.tgz
 
 ## Point the book at another repository (a fork): make repo-url URL=https://github.com/you/dlbook
 repo-url:
