@@ -7,8 +7,9 @@ JB     := $(VENV)/bin/jupyter-book
 QUICK_SITE := _build/quick
 EXECUTED   := _build/executed
 MATHJAX    := _build/mathjax/package/es5
+RESULTS    := $(CURDIR)/_build/results
 
-.PHONY: install book book-quick test unit notebooks site-quick repo-url clean
+.PHONY: install book book-quick test unit notebooks site-quick slides repo-url clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,13 +21,21 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 install: $(VENV)/.installed
 
 ## The website, full mode (the numbers readers see): HTML in _build/html. A GPU is advised (see README).
+## Two passes: the first executes the notebooks (they record their results), the second only renders the results
+## page from those records (notebooks come from Jupyter Book's execution cache).
 book: install
-	TQDM_DISABLE=1 $(JB) build -W --keep-going .
+	$(PY) -m helpers.results book/_results_tables.md full
+	DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(JB) build -W --keep-going .
+	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers.results book/_results_tables.md full
+	DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(JB) build -W --keep-going .
 	@echo "Open _build/html/index.html"
 
 ## The website in quick mode: small data, few epochs, minutes on a CPU. HTML in $(QUICK_SITE)/_build/html.
 book-quick: install
-	DLBOOK_QUICK=1 TQDM_DISABLE=1 $(JB) build -W --keep-going --path-output $(QUICK_SITE) .
+	$(PY) -m helpers.results book/_results_tables.md quick
+	DLBOOK_QUICK=1 DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(JB) build -W --keep-going --path-output $(QUICK_SITE) .
+	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers.results book/_results_tables.md quick
+	DLBOOK_QUICK=1 DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(JB) build -W --keep-going --path-output $(QUICK_SITE) .
 
 ## Everything CI checks: unit tests, every notebook re-run by nbval in quick mode, and the quick site built
 ## (warnings as errors) from the outputs of that same run, then checked.
@@ -37,9 +46,9 @@ unit: install
 
 ## nbval re-runs every notebook in quick mode; tests/nbval_outputs.py keeps the outputs in $(EXECUTED).
 notebooks: install
-	rm -rf $(EXECUTED)
-	DLBOOK_QUICK=1 TQDM_DISABLE=1 DLBOOK_EXECUTED=$(EXECUTED) $(PY) -m pytest -q -p no:cacheprovider \
-	    -p tests.nbval_outputs --nbval-lax --durations=0 book
+	rm -rf $(EXECUTED) $(RESULTS)/quick
+	DLBOOK_QUICK=1 TQDM_DISABLE=1 DLBOOK_EXECUTED=$(EXECUTED) DLBOOK_RESULTS=$(RESULTS) $(PY) -m pytest -q \
+	    -p no:cacheprovider -p tests.nbval_outputs --nbval-lax --durations=0 book
 
 ## The quick site from the notebooks `make notebooks` executed (no second execution), then the checks on its HTML:
 ## static checks, and the pages opened in headless Chromium (Debian: apt install chromium chromium-driver).
@@ -49,7 +58,8 @@ site-quick: notebooks $(MATHJAX)/tex-mml-chtml.js
 	cp -r book _toc.yml references.bib CONTRIBUTING.md $(QUICK_SITE)/
 	cp -r $(EXECUTED)/book $(QUICK_SITE)/
 	cp -r $(MATHJAX) $(QUICK_SITE)/_extra/mathjax
-	sed -e 's/^  execute_notebooks: force$$/  execute_notebooks: "off"/' \
+	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers.results $(QUICK_SITE)/book/_results_tables.md quick
+	sed -e 's/^  execute_notebooks: cache$$/  execute_notebooks: "off"/' \
 	    -e 's#^  config:$$#  config:\n    mathjax_path: ../mathjax/tex-mml-chtml.js\n    html_extra_path: ["_extra"]#' \
 	    _config.yml > $(QUICK_SITE)/_config.yml
 	grep -q 'execute_notebooks: "off"' $(QUICK_SITE)/_config.yml && grep -q 'mathjax_path' $(QUICK_SITE)/_config.yml
@@ -60,6 +70,12 @@ site-quick: notebooks $(MATHJAX)/tex-mml-chtml.js
 $(MATHJAX)/tex-mml-chtml.js:
 	rm -rf _build/mathjax && mkdir -p _build/mathjax
 	cd _build/mathjax && npm pack --silent mathjax@3 > /dev/null && tar xzf mathjax-3*.tgz
+
+## A chapter as a reveal.js slide deck: make slides NB=book/deep_learning/cnn.ipynb  (-> _build/slides/cnn.slides.html)
+## Uses the executed copy from `make notebooks` when there is one, so the deck shows the plots.
+slides: install
+	@test -n "$(NB)" || (echo "usage: make slides NB=book/<part>/<chapter>.ipynb" && exit 2)
+	$(PY) -m helpers.slides $$(test -f $(EXECUTED)/$(NB) && echo $(EXECUTED)/$(NB) || echo $(NB))
 
 ## Point the book at another repository (a fork): make repo-url URL=https://github.com/you/dlbook
 repo-url:

@@ -2,10 +2,13 @@
 
 Import what a chapter needs, e.g. ``from helpers import fit, load_mnist, get_device``.
 Each module is small and can be read on its own: :mod:`helpers.settings`, :mod:`helpers.data`,
-:mod:`helpers.training`, :mod:`helpers.models`, :mod:`helpers.plots`, and for reinforcement learning
+:mod:`helpers.training`, :mod:`helpers.models`, :mod:`helpers.plots`, :mod:`helpers.results` (measured
+numbers for the results page), :mod:`helpers.exercises` (auto-checked exercises), and for reinforcement learning
 :mod:`helpers.rl` (imported on its own: ``from helpers import rl``).
 """
 
+from . import results  # noqa: F401  (imported first: its clock measures a notebook's run time from here)
+from . import exercises  # noqa: F401
 from .data import (CIFAR10_CLASSES, FASHION_MNIST_CLASSES, FULL_TRAIN_SIZE, MNIST_CLASSES, DataNotFoundError,
                    ImageArrayDataset, TensorLoader, data_dir, is_full_data, load_cifar10, load_dataset,
                    load_fashion_mnist, load_mnist, make_loader, random_crop_flip, take_subset, train_val_split)

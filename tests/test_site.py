@@ -63,3 +63,13 @@ def test_chapter_has_math_solutions_and_colab_link(rel):
     colab = f"https://colab.research.google.com/github/{REPO_URL.removeprefix('https://github.com/')}/blob/main/{rel.as_posix()}.ipynb"
     links = [a.get("href") for a in soup.find_all("a")]
     assert colab in links, f"{rel}: no Colab launch link {colab}"
+
+
+def test_results_page_lists_every_chapter():
+    """The results page is generated from the records the notebooks wrote in this run (helpers.results)."""
+    soup = page(Path("book/results"))
+    table = soup.select_one("table")
+    assert table is not None, "the results page has no table: did the notebooks record their results?"
+    recorded = {row.select("td")[0].get_text(strip=True) for row in table.select("tbody tr")}
+    missing = sorted(rel.stem for rel in CHAPTERS if rel.stem not in recorded)
+    assert not missing, f"chapters without recorded results (call helpers.results.record in the gate cell): {missing}"

@@ -1,0 +1,54 @@
+"""Unit tests for helpers.results: recording a chapter's numbers and turning them into the results page."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import results
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLBOOK_RESULTS", str(tmp_path))
+    monkeypatch.setenv("DLBOOK_QUICK", "1")
+    return tmp_path
+
+
+def test_record_writes_plain_json_per_mode(folder):
+    path = results.record("cnn", {"test_acc": np.float32(0.9875), "epochs": 3, "nan": float("nan")},
+                          data="MNIST subset", curves={"val_acc": torch.tensor([0.5, 0.9])}, device=torch.device("cpu"))
+    assert path == folder / "quick" / "cnn.json"
+    entry = json.loads(path.read_text())
+    assert entry["mode"] == "quick" and entry["data"] == "MNIST subset"
+    assert entry["metrics"] == {"test_acc": pytest.approx(0.9875), "epochs": 3, "nan": None}
+    assert entry["curves"]["val_acc"] == pytest.approx([0.5, 0.9])
+    assert entry["wall_time_s"] >= 0 and entry["device"].startswith("cpu") and "torch" in entry["versions"]
+
+
+def test_load_results_and_tables(folder):
+    results.record("b_chapter", {"return": 500.0}, device=torch.device("cpu"))
+    results.record("a_chapter", {"acc": 0.5, "steps": 12345}, device=torch.device("cpu"))
+    loaded = results.load_results()
+    assert [r["chapter"] for r in loaded] == ["a_chapter", "b_chapter"]
+    table = results.markdown_tables(loaded)
+    assert "| a_chapter | quick |" in table and "| steps | 12,345 |" in table and "| return | 500 |" in table
+    assert results.load_results("full") == []
+    assert "No results recorded" in results.markdown_tables([])
+
+
+def test_main_writes_the_page(folder, tmp_path):
+    results.record("mlp", {"acc": 0.9}, device=torch.device("cpu"))
+    out = tmp_path / "page.md"
+    assert results.main([str(out), "quick"]) == 0
+    assert "| mlp | quick |" in out.read_text()
+    assert results.main([]) == 2
+
+
+@pytest.mark.parametrize("chapter, metrics", [("", {"a": 1}), ("bad/name", {"a": 1}), ("ok", {})])
+def test_record_rejects_bad_input(folder, chapter, metrics):
+    with pytest.raises(ValueError):
+        results.record(chapter, metrics, device=torch.device("cpu"))
