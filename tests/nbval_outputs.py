@@ -4,7 +4,8 @@
 plugin the build would execute every notebook a second time, doubling CI time. With ``-p tests.nbval_outputs``
 and ``DLBOOK_EXECUTED=<folder>``, each notebook nbval ran is written to ``<folder>/<its path>`` with the outputs
 nbval received from the kernel; the website is then built from those copies with execution turned off.
-The outputs are the real ones of the test run: what the site shows is exactly what was tested.
+The outputs are the real ones of the test run: what the site shows is exactly what was tested. Works with
+pytest-xdist's ``--dist loadfile`` (each notebook runs whole on one worker, which writes it).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         cell, outputs = getattr(item, "cell", None), getattr(item, "test_outputs", None)
         if cell is None or not hasattr(item.parent, "nb"):
             continue
-        notebooks[Path(str(item.parent.path))] = item.parent.nb
         cell.outputs = list(outputs or [])
         cell.execution_count = item.cell_num + 1 if outputs is not None else None
+        if outputs is not None:  # with pytest-xdist a worker collects every notebook but runs only its own
+            notebooks[Path(str(item.parent.path))] = item.parent.nb
     root = Path(str(session.config.rootpath))
     for path, nb in notebooks.items():
         target = Path(folder) / path.resolve().relative_to(root)
