@@ -1,0 +1,108 @@
+"""Unit tests for helpers.a2c: n-step returns by hand, the loss, rollouts with autoreset, tiny training runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import a2c, rl
+
+
+def test_n_step_returns_by_hand_with_terminated_and_truncated():
+    g = 0.5
+    # Two environments, four steps. Env 0 terminates at t=1; env 1 is truncated (time limit) at t=2.
+    rewards = torch.tensor([[1.0, 1.0], [2.0, 1.0], [3.0, 1.0], [4.0, 1.0]])
+    terminated = torch.tensor([[False, False], [True, False], [False, False], [False, False]])
+    truncated = torch.tensor([[False, False], [False, False], [False, True], [False, False]])
+    next_values = torch.tensor([[10.0, 20.0], [11.0, 21.0], [12.0, 22.0], [13.0, 23.0]])
+    out = a2c.n_step_returns(rewards, terminated, truncated, next_values, g)
+    # env 0: t=3 bootstraps from V(s_4)=13; t=2 continues into it; t=1 is terminal (future 0); t=0 continues.
+    e0_3 = 4 + g * 13
+    e0_2 = 3 + g * e0_3
+    e0_1 = 2.0
+    e0_0 = 1 + g * e0_1
+    # env 1: t=3 bootstraps from 23; t=2 truncated -> bootstrap from the final observation's value 22 (not 0,
+    # and not the next episode's return); t=1 and t=0 continue.
+    e1_3 = 1 + g * 23
+    e1_2 = 1 + g * 22
+    e1_1 = 1 + g * e1_2
+    e1_0 = 1 + g * e1_1
+    expected = torch.tensor([[e0_0, e1_0], [e0_1, e1_1], [e0_2, e1_2], [e0_3, e1_3]])
+    assert torch.allclose(out, expected)
+
+
+def test_n_step_returns_without_critic_is_monte_carlo():
+    rewards = torch.ones(5)
+    terminated = torch.tensor([False, False, False, False, True])
+    out = a2c.n_step_returns(rewards, terminated, torch.zeros(5, dtype=torch.bool), torch.zeros(5), 0.9)
+    expected = torch.tensor([sum(0.9 ** k for k in range(5 - t)) for t in range(5)])
+    assert torch.allclose(out, expected)
+
+
+def test_n_step_returns_rejects_mismatched_shapes():
+    with pytest.raises(ValueError):
+        a2c.n_step_returns(torch.ones(3), torch.zeros(3), torch.zeros(3), torch.zeros(4), 0.9)
+
+
+def test_rollout_masks_the_reset_step_and_loss_has_gradients():
+    envs = rl.make_vector_env("CartPole-v1", 2, seed=0)
+    obs, _ = envs.reset(seed=[0, 1])
+    model = rl.ActorCritic(4, 2)
+    state = a2c.RolloutState(obs, np.zeros(2, dtype=bool))
+    batch = a2c.collect_rollout(envs, model, state, 60)       # a random policy ends CartPole episodes in ~20 steps
+    ended = batch.terminated | batch.truncated
+    assert ended[:-1].any()
+    # the step right after an episode ended is the reset step: masked out, reward 0
+    t, i = torch.nonzero(ended[:-1])[0]
+    assert not batch.mask[t + 1, i] and batch.rewards[t + 1, i] == 0
+    assert batch.mask.sum() == state.step and len(state.episodes) >= 1
+    loss, parts = a2c.a2c_loss(model, batch)
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert set(parts) >= {"policy_loss", "value_loss", "entropy"}
+    envs.close()
+
+
+def test_episode_advantages_reinforce_is_reward_to_go():
+    envs = [rl.make_env("CartPole-v1", seed=i) for i in range(2)]
+    model = rl.ActorCritic(4, 2)
+    batch = a2c.run_episodes(envs, model)
+    assert batch.steps == sum(batch.returns)                    # CartPole pays 1 per step
+    psi = a2c.episode_advantages(model, batch, "reinforce", gamma=1.0)
+    first_len = int(batch.returns[0])
+    assert psi[0] == first_len and psi[first_len - 1] == 1.0    # undiscounted reward-to-go
+    for estimator in ("baseline", "a2c"):
+        assert a2c.episode_advantages(model, batch, estimator).shape == batch.rewards.shape
+    with pytest.raises(ValueError):
+        a2c.episode_advantages(model, batch, "nope")
+
+
+def test_tiny_training_runs_and_gradient_variance():
+    res = a2c.train_a2c(total_steps=400, n_envs=4, n_steps=5, progress=False, checkpoint_steps=(0, 200))
+    assert res.total_steps >= 400 and len(res.episode_returns) > 0 and set(res.checkpoints) == {0, 200}
+    assert len(res.episode_times) == len(res.episode_returns)
+    again = a2c.train_a2c(total_steps=400, n_envs=4, n_steps=5, progress=False)
+    assert again.episode_returns == res.episode_returns        # seeded: the same run twice
+    rf = a2c.train_reinforce(total_steps=300, episodes_per_batch=4, progress=False)
+    assert rf.total_steps >= 300 and len(rf.episode_steps) == len(rf.episode_returns)
+    var = a2c.gradient_variance(res.model, n_batches=3, episodes_per_batch=2)
+    assert set(var) == {"reinforce", "baseline", "a2c"}
+    assert all(v["total_variance"] > 0 for v in var.values())
+    assert a2c.first_crossing([1, 2, 3], [1.0, 5.0, 9.0], 4.0, window=2) == 3
+    assert a2c.first_crossing([1, 2], [1.0, 1.0], 4.0, window=2) is None
+
+
+def test_n_step_returns_agree_with_gae_at_lambda_one():
+    """GAE with lambda = 1 over a rollout is the n-step advantage: the PPO chapter's helper must agree with ours."""
+    ppo = pytest.importorskip("helpers.ppo")
+    gen = torch.Generator().manual_seed(0)
+    rewards = torch.rand(6, 3, generator=gen)
+    values, next_values = torch.rand(6, 3, generator=gen), torch.rand(6, 3, generator=gen)
+    terminated = torch.rand(6, 3, generator=gen) < 0.2
+    truncated = (torch.rand(6, 3, generator=gen) < 0.2) & ~terminated
+    ends = terminated | truncated
+    values[1:] = torch.where(ends[:-1], values[1:], next_values[:-1])   # V(s_{t+1}) is the next step's V(s_t)
+    ours = a2c.n_step_returns(rewards, terminated, truncated, next_values, 0.9)
+    _, theirs = ppo.compute_gae(rewards, values, next_values, terminated, ends, gamma=0.9, lam=1.0)
+    assert torch.allclose(ours, theirs, atol=1e-5)
