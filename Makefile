@@ -42,7 +42,7 @@ book-quick: install
 test: install unit site-quick
 
 unit: install
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider -n $(NB_WORKERS) tests
 
 ## nbval re-runs every notebook in quick mode; tests/nbval_outputs.py keeps the outputs in $(EXECUTED).
 ## NB_WORKERS notebooks run side by side (pytest-xdist, one whole notebook per worker), each with NB_THREADS
