@@ -110,12 +110,150 @@ def _scaled_dot_product_attention(fn: Callable) -> str | None:
     return message + " (set masked scores to -inf before the softmax)" if message else None
 
 
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _rnn_step(fn: Callable) -> str | None:
+    """fn(x (B, I), h (B, H), W_ih (H, I), W_hh (H, H), b (H,)) -> new hidden state (B, H)."""
+    g = _gen(3)
+    cell = torch.nn.RNNCell(5, 4)
+    x, h = torch.randn(3, 5, generator=g), torch.randn(3, 4, generator=g)
+    with torch.no_grad():
+        want = cell(x, h)
+        got = fn(x, h, cell.weight_ih, cell.weight_hh, cell.bias_ih + cell.bias_hh)
+    message = _close(got, want, "one step of nn.RNNCell")
+    return message + " (h_new = tanh(x W_ih^T + h W_hh^T + b))" if message else None
+
+
+def _lstm_step(fn: Callable) -> str | None:
+    """fn(x, h, c, W_ih (4H, I), W_hh (4H, H), b (4H,)) -> (h_new, c_new); gates in PyTorch's order i, f, g, o."""
+    g = _gen(4)
+    cell = torch.nn.LSTMCell(5, 4)
+    x, h, c = torch.randn(3, 5, generator=g), torch.randn(3, 4, generator=g), torch.randn(3, 4, generator=g)
+    with torch.no_grad():
+        want_h, want_c = cell(x, (h, c))
+        got = fn(x, h, c, cell.weight_ih, cell.weight_hh, cell.bias_ih + cell.bias_hh)
+    if not isinstance(got, tuple) or len(got) != 2:
+        return "return the pair (h_new, c_new)"
+    message = _close(got[1], want_c, "the new cell state c") or _close(got[0], want_h, "the new hidden state h")
+    return message + " (chunk the 4H pre-activations as i, f, g, o; c = f*c + i*g; h = o*tanh(c))" if message else None
+
+
+def _gru_step(fn: Callable) -> str | None:
+    """fn(x, h, W_ih (3H, I), W_hh (3H, H), b_ih (3H,), b_hh (3H,)) -> h_new; gates in PyTorch's order r, z, n."""
+    g = _gen(5)
+    cell = torch.nn.GRUCell(5, 4)
+    x, h = torch.randn(3, 5, generator=g), torch.randn(3, 4, generator=g)
+    with torch.no_grad():
+        got = fn(x, h, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+        message = _close(got, cell(x, h), "one step of nn.GRUCell")
+    return message + (" (n = tanh(W_in x + b_in + r * (W_hn h + b_hn)): the reset gate multiplies the whole "
+                      "recurrent term, bias included; h_new = (1 - z) * n + z * h)") if message else None
+
+
+def _psnr(fn: Callable) -> str | None:
+    """fn(x, y) -> PSNR in dB of images with values in [0, 1]: 10 log10(1 / MSE)."""
+    x = torch.zeros(2, 1, 4, 4)
+    for mse in (0.01, 1e-4):
+        y = x + math.sqrt(mse)
+        got = float(fn(x, y))
+        if not math.isclose(got, 10 * math.log10(1 / mse), rel_tol=1e-4):
+            return f"for a mean squared error of {mse} expected {10 * math.log10(1 / mse):.2f} dB, got {got:.4g} " \
+                   "(10 * log10(1 / MSE), MSE averaged over all pixels)"
+    return None
+
+
+def _generator_loss(fn: Callable) -> str | None:
+    """fn(d_fake_logits (N,)) -> the non-saturating generator loss, -mean log D(G(z))."""
+    for logits in (torch.tensor([-8.0, -6.0, 0.0, 2.0]), torch.randn(6, generator=_gen(6))):
+        want = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+        message = _close(fn(logits), want, f"D logits {logits[:3].tolist()}...")
+        if message:
+            return message + (" (use -log D(G(z)), not log(1 - D(G(z))): the latter saturates when D rejects the "
+                              "fakes; compute it from logits, e.g. softplus(-logits).mean())")
+    return None
+
+
+def _rbm_free_energy(fn: Callable) -> str | None:
+    """fn(v (B, V), W (V, H), b_v (V,), b_h (H,)) -> free energy per example (B,)."""
+    g = _gen(7)
+    v = (torch.rand(4, 6, generator=g) > 0.5).float()
+    w, bv, bh = torch.randn(6, 3, generator=g), torch.randn(6, generator=g), torch.randn(3, generator=g)
+    want = -(v @ bv) - F.softplus(v @ w + bh).sum(dim=1)
+    message = _close(fn(v, w, bv, bh), want, "free energy of 4 visible vectors")
+    return message + " (F(v) = -v.b_v - sum_j softplus(b_h_j + (v W)_j))" if message else None
+
+
+def _squash(fn: Callable) -> str | None:
+    """fn(s (..., D)) -> squashed vectors: |s|^2 / (1 + |s|^2) * s / |s| along the last dimension."""
+    s = torch.randn(2, 5, 8, generator=_gen(8)) * torch.tensor([0.01, 0.5, 1.0, 3.0, 30.0]).view(1, 5, 1)
+    norm = s.norm(dim=-1, keepdim=True)
+    message = _close(fn(s.clone()), norm**2 / (1 + norm**2) * s / norm, "squashing capsules of different lengths")
+    return message + " (short vectors shrink to almost 0, long ones to just under length 1; direction kept)" \
+        if message else None
+
+
+def _dqn_target(fn: Callable) -> str | None:
+    """fn(rewards (B,), next_q (B, A) from the target network, terminated (B,) bool, gamma) -> TD targets (B,)."""
+    rewards = torch.tensor([1.0, 1.0, 0.5])
+    next_q = torch.tensor([[1.0, 3.0], [2.0, 0.0], [5.0, 4.0]])
+    terminated = torch.tensor([False, True, False])
+    want = torch.tensor([1.0 + 0.9 * 3.0, 1.0, 0.5 + 0.9 * 5.0])
+    message = _close(fn(rewards, next_q, terminated, 0.9), want, "targets for three transitions")
+    return message + " (r + gamma * max_a' Q_target(s', a'), and just r where the episode terminated)" \
+        if message else None
+
+
+def _clipped_surrogate(fn: Callable) -> str | None:
+    """fn(ratio (N,), advantages (N,), clip_eps) -> PPO's clipped surrogate *loss* (to minimise)."""
+    ratio = torch.tensor([0.5, 0.9, 1.0, 1.1, 1.5, 1.5, 0.5])
+    adv = torch.tensor([1.0, -1.0, 2.0, 1.0, 1.0, -1.0, -1.0])
+    want = -torch.min(ratio * adv, ratio.clamp(0.8, 1.2) * adv).mean()
+    message = _close(fn(ratio, adv, 0.2), want, "ratios 0.5..1.5 with positive and negative advantages")
+    return message + (" (loss = -mean(min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A)): the minimum makes it "
+                      "pessimistic; mind the sign)") if message else None
+
+
+def _discounted_returns(fn: Callable) -> str | None:
+    """fn(rewards (T,), last_value, terminated, gamma) -> returns (T,) of one n-step rollout, bootstrapped."""
+    rewards = torch.tensor([1.0, 0.0, 2.0])
+    for terminated, last in ((False, 10.0), (True, 10.0)):
+        tail = 0.0 if terminated else last
+        want = torch.tensor([1 + 0.5 * (0 + 0.5 * (2 + 0.5 * tail)), 0 + 0.5 * (2 + 0.5 * tail), 2 + 0.5 * tail])
+        message = _close(fn(rewards, last, terminated, 0.5), want, f"terminated={terminated}")
+        if message:
+            hint = "a terminated rollout has no future: bootstrap with 0" if terminated else \
+                "bootstrap the last step with V(s_T): G_t = r_t + gamma * G_(t+1), G_T = V(s_T)"
+            return f"{message} ({hint})"
+    return None
+
+
+def _categorical_entropy(fn: Callable) -> str | None:
+    """fn(logits (B, A)) -> entropy of the softmax policy per state (B,), in nats."""
+    logits = torch.tensor([[0.0, 0.0], [100.0, 0.0], [1.0, 2.0]])
+    want = torch.distributions.Categorical(logits=logits).entropy()
+    message = _close(fn(logits), want, "uniform, almost deterministic and mixed policies")
+    return message + " (H = -sum_a p log p with p = softmax(logits); use log_softmax for stability)" if message else None
+
+
 CHECKS: dict[str, Checker] = {
     "softmax_cross_entropy": _softmax_cross_entropy,
     "conv_output_size": _conv_output_size,
     "label_smoothing_loss": _label_smoothing_loss,
     "q_learning_update": _q_learning_update,
     "scaled_dot_product_attention": _scaled_dot_product_attention,
+    "rnn_step": _rnn_step,
+    "lstm_step": _lstm_step,
+    "gru_step": _gru_step,
+    "psnr": _psnr,
+    "generator_loss": _generator_loss,
+    "rbm_free_energy": _rbm_free_energy,
+    "squash": _squash,
+    "dqn_target": _dqn_target,
+    "clipped_surrogate": _clipped_surrogate,
+    "discounted_returns": _discounted_returns,
+    "categorical_entropy": _categorical_entropy,
 }
 
 

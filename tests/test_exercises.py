@@ -81,6 +81,135 @@ def test_every_check_has_answers():
     assert set(ANSWERS) == set(CHECKS)
 
 
+def test_unknown_exercise():
+    with pytest.raises(ValueError, match="unknown exercise"):
+        check("nope", ce_right)
+
+
+# --- right and wrong answers for the remaining chapters' exercises ---------------------------------------
+
+def rnn_right(x, h, w_ih, w_hh, b):
+    return torch.tanh(x @ w_ih.T + h @ w_hh.T + b)
+
+
+def rnn_wrong(x, h, w_ih, w_hh, b):  # forgets the non-linearity
+    return x @ w_ih.T + h @ w_hh.T + b
+
+
+def lstm_right(x, h, c, w_ih, w_hh, b):
+    i, f, g, o = (x @ w_ih.T + h @ w_hh.T + b).chunk(4, dim=1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def lstm_wrong(x, h, c, w_ih, w_hh, b):  # gates in the wrong order (i, f, o, g)
+    i, f, o, g = (x @ w_ih.T + h @ w_hh.T + b).chunk(4, dim=1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def gru_right(x, h, w_ih, w_hh, b_ih, b_hh):
+    xr, xz, xn = (x @ w_ih.T + b_ih).chunk(3, dim=1)
+    hr, hz, hn = (h @ w_hh.T + b_hh).chunk(3, dim=1)
+    r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + r * hn)
+    return (1 - z) * n + z * h
+
+
+def gru_wrong(x, h, w_ih, w_hh, b_ih, b_hh):  # the textbook variant: reset gate applied to h before the matmul
+    xr, xz, xn = (x @ w_ih.T + b_ih).chunk(3, dim=1)
+    hr, hz, _ = (h @ w_hh.T + b_hh).chunk(3, dim=1)
+    r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + (r * h) @ w_hh[2 * h.shape[1]:].T + b_hh[2 * h.shape[1]:] * 0)
+    return (1 - z) * n + z * h
+
+
+def psnr_right(x, y):
+    return 10 * torch.log10(1 / ((x - y) ** 2).mean())
+
+
+def psnr_wrong(x, y):  # natural log
+    return 10 * torch.log(1 / ((x - y) ** 2).mean())
+
+
+def gloss_right(logits):
+    return torch.nn.functional.softplus(-logits).mean()
+
+
+def gloss_wrong(logits):  # the saturating minimax loss
+    return -torch.nn.functional.softplus(logits).mean()
+
+
+def fe_right(v, w, bv, bh):
+    return -(v @ bv) - torch.nn.functional.softplus(v @ w + bh).sum(dim=1)
+
+
+def fe_wrong(v, w, bv, bh):  # forgets the visible bias
+    return -torch.nn.functional.softplus(v @ w + bh).sum(dim=1)
+
+
+def squash_right(s):
+    n2 = (s ** 2).sum(dim=-1, keepdim=True)
+    return n2 / (1 + n2) * s / n2.sqrt()
+
+
+def squash_wrong(s):  # normalises only
+    return s / s.norm(dim=-1, keepdim=True)
+
+
+def dqn_right(r, next_q, terminated, gamma):
+    return r + gamma * (~terminated).float() * next_q.max(dim=1).values
+
+
+def dqn_wrong(r, next_q, terminated, gamma):  # bootstraps through the end of the episode
+    return r + gamma * next_q.max(dim=1).values
+
+
+def surrogate_right(ratio, adv, eps):
+    return -torch.min(ratio * adv, ratio.clamp(1 - eps, 1 + eps) * adv).mean()
+
+
+def surrogate_wrong(ratio, adv, eps):  # clips but forgets the minimum
+    return -(ratio.clamp(1 - eps, 1 + eps) * adv).mean()
+
+
+def returns_right(rewards, last_value, terminated, gamma):
+    g, out = 0.0 if terminated else last_value, []
+    for r in reversed(rewards.tolist()):
+        g = r + gamma * g
+        out.append(g)
+    return torch.tensor(out[::-1])
+
+
+def returns_wrong(rewards, last_value, terminated, gamma):  # always bootstraps
+    return returns_right(rewards, last_value, False, gamma)
+
+
+def entropy_right(logits):
+    logp = logits.log_softmax(dim=1)
+    return -(logp.exp() * logp).sum(dim=1)
+
+
+def entropy_wrong(logits):  # naive softmax then log: NaN for confident policies
+    p = logits.exp() / logits.exp().sum(dim=1, keepdim=True)
+    return -(p * p.log()).sum(dim=1)
+
+
+ANSWERS.update({
+    "rnn_step": (rnn_right, rnn_wrong, "tanh"),
+    "lstm_step": (lstm_right, lstm_wrong, "i, f, g, o"),
+    "gru_step": (gru_right, gru_wrong, "reset gate"),
+    "psnr": (psnr_right, psnr_wrong, "log10"),
+    "generator_loss": (gloss_right, gloss_wrong, "saturates"),
+    "rbm_free_energy": (fe_right, fe_wrong, "softplus"),
+    "squash": (squash_right, squash_wrong, "length 1"),
+    "dqn_target": (dqn_right, dqn_wrong, "terminated"),
+    "clipped_surrogate": (surrogate_right, surrogate_wrong, "minimum"),
+    "discounted_returns": (returns_right, returns_wrong, "no future"),
+    "categorical_entropy": (entropy_right, entropy_wrong, "log_softmax"),
+})
+
+
 @pytest.mark.parametrize("name", sorted(ANSWERS))
 def test_right_and_wrong_answers(name, capsys):
     right, wrong, hint = ANSWERS[name]
@@ -91,8 +220,3 @@ def test_right_and_wrong_answers(name, capsys):
     assert "❌" in out and hint in out, out
     assert check(name, not_done) is False
     assert "not implemented yet" in capsys.readouterr().out
-
-
-def test_unknown_exercise():
-    with pytest.raises(ValueError, match="unknown exercise"):
-        check("nope", ce_right)

@@ -53,6 +53,9 @@ def test_follows_the_chapter_template(path):
         assert re.search(rf"^{re.escape(heading)}\b", markdown, re.M), f"{path.name}: missing section {heading!r}"
     assert markdown.count(":class: dropdown") >= 3, "at least three exercises with solutions behind a toggle"
     assert "{bibliography}" not in markdown, "list citations with {cite:t}; the bibliography lives in book/references.md"
+    code_text = "\n".join(source(c) for c in cells if c["cell_type"] == "code")
+    assert re.search(r"\bcheck\(\"\w+\"", code_text), "at least one auto-checked exercise (helpers.exercises.check)"
+    assert "helpers.results.record(" in code_text, "the gate cell records the chapter's numbers (helpers.results.record)"
     code = [c for c in cells if c["cell_type"] == "code"]
     setup = code[0]
     assert f'REPO_URL = "{REPO_URL}"' in source(setup) and "google.colab" in source(setup), \
