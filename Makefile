@@ -24,7 +24,7 @@ install: $(VENV)/.installed
 ## Two passes: the first executes the notebooks (they record their results), the second only renders the results
 ## page from those records (notebooks come from Jupyter Book's execution cache).
 book: install
-	$(PY) -m helpers.results book/_results_tables.md full
+	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers.results book/_results_tables.md full
 	DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(JB) build -W --keep-going .
 	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers.results book/_results_tables.md full
 	DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(JB) build -W --keep-going .
@@ -32,7 +32,7 @@ book: install
 
 ## The website in quick mode: small data, few epochs, minutes on a CPU. HTML in $(QUICK_SITE)/_build/html.
 book-quick: install
-	$(PY) -m helpers.results book/_results_tables.md quick
+	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers.results book/_results_tables.md quick
 	DLBOOK_QUICK=1 DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(JB) build -W --keep-going --path-output $(QUICK_SITE) .
 	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers.results book/_results_tables.md quick
 	DLBOOK_QUICK=1 DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(JB) build -W --keep-going --path-output $(QUICK_SITE) .
