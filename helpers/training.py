@@ -9,6 +9,7 @@ optimiser are always built in the notebook and passed in.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -19,12 +20,16 @@ from tqdm.auto import tqdm
 
 from .settings import get_device
 
-Metric = Callable[[torch.Tensor, torch.Tensor], float]
+Metric = Callable[[torch.Tensor, torch.Tensor], "float | torch.Tensor"]   # batch mean (a 0-d tensor is faster)
 
 
-def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
-    """Fraction of rows whose highest score is the target class."""
-    return (outputs.argmax(dim=1) == targets).float().mean().item()
+def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Fraction of rows whose highest score is the target class, as a 0-d tensor (``float(...)`` for a number).
+
+    A tensor, not a float, so that the training loop can add it up on the GPU without waiting for it: turning
+    it into a Python number forces the CPU to wait for the GPU, and doing that every batch costs real time.
+    """
+    return (outputs.argmax(dim=1) == targets).float().mean()
 
 
 class History:
@@ -91,19 +96,20 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
 
     ``scheduler``, if given, is stepped after every batch (e.g. ``OneCycleLR``); step per-epoch
     schedulers yourself. ``on_batch`` is called after each step (``fit`` uses it for the progress bar).
+    Loss and metrics are summed as tensors and read once, at the end: no per-batch ``.item()``, which on a GPU
+    would stall the pipeline every step. For the same reason a non-finite loss is reported at the end of the
+    epoch in which it appeared, not at the batch.
     """
     device = device or next(model.parameters()).device
     metrics = metrics or {}
     model.train()
-    totals = {"loss": 0.0, **{name: 0.0 for name in metrics}}
+    totals: dict[str, float | torch.Tensor] = {"loss": 0.0, **{name: 0.0 for name in metrics}}
     seen = 0
     for x, y in loader:
         x, y = _to((x, y), device)
         with _autocast(device, amp):
             out = model(x)
             loss = loss_fn(out, y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()}: lower the learning rate or clip gradients")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -121,15 +127,18 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
             scheduler.step()
         n = y.shape[0]
         seen += n
-        totals["loss"] += loss.item() * n
+        totals["loss"] = totals["loss"] + loss.detach().float() * n
         with torch.no_grad():
             for name, fn in metrics.items():
-                totals[name] += fn(out.float(), y) * n
+                totals[name] = totals[name] + fn(out.detach().float(), y) * n
         if on_batch is not None:
             on_batch()
     if seen == 0:
         raise ValueError("the training loader yielded no batches")
-    return {k: v / seen for k, v in totals.items()}
+    means = {k: float(v) / seen for k, v in totals.items()}
+    if not math.isfinite(means["loss"]):
+        raise FloatingPointError(f"loss became {means['loss']}: lower the learning rate or clip gradients")
+    return means
 
 
 @torch.no_grad()
@@ -145,7 +154,7 @@ def evaluate(model: nn.Module, loader: Iterable,
     metrics = {"acc": accuracy} if metrics is None else metrics
     device = device or next(model.parameters()).device
     model.eval()
-    totals = {"loss": 0.0, **{name: 0.0 for name in metrics}}
+    totals: dict[str, float | torch.Tensor] = {"loss": 0.0, **{name: 0.0 for name in metrics}}
     seen = 0
     for x, y in loader:
         x, y = _to((x, y), device)
@@ -154,12 +163,12 @@ def evaluate(model: nn.Module, loader: Iterable,
         out = out.float()
         n = y.shape[0]
         seen += n
-        totals["loss"] += loss_fn(out, y).item() * n
+        totals["loss"] = totals["loss"] + loss_fn(out, y) * n
         for name, fn in metrics.items():
-            totals[name] += fn(out, y) * n
+            totals[name] = totals[name] + fn(out, y) * n
     if seen == 0:
         raise ValueError("the evaluation loader yielded no batches")
-    return {k: v / seen for k, v in totals.items()}
+    return {k: float(v) / seen for k, v in totals.items()}
 
 
 @torch.no_grad()
