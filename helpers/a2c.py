@@ -149,6 +149,9 @@ class TrainResult:
     stats: dict[str, list[float]] = field(default_factory=dict)
     checkpoints: dict[int, dict] = field(default_factory=dict)
     episode_times: list[float] = field(default_factory=list)     # seconds since the start, when each episode ended
+    eval_steps: list[int] = field(default_factory=list)          # periodic greedy evaluations (``eval_every``)
+    eval_returns: list[float] = field(default_factory=list)      # their mean returns
+    eval_time: float = 0.0                                       # seconds spent in them (not in ``wall_time``)
 
     @property
     def curve(self) -> tuple[list[int], list[float]]:
@@ -158,6 +161,11 @@ class TrainResult:
     def steps_to(self, threshold: float, window: int = 20) -> int | None:
         """First environment step at which the mean return of the last ``window`` episodes reached ``threshold``."""
         return first_crossing(self.episode_steps, self.episode_returns, threshold, window)
+
+    def steps_to_reach(self, threshold: float) -> int | None:
+        """First periodic greedy evaluation step whose mean return was >= ``threshold`` (None if never); the
+        measure of :class:`helpers.dqn.DQNResult` and :class:`helpers.ppo.PPOResult`."""
+        return next((s for s, r in zip(self.eval_steps, self.eval_returns) if r >= threshold), None)
 
     def time_to(self, threshold: float, window: int = 20) -> float | None:
         """Wall-clock seconds after which the mean return of the last ``window`` episodes reached ``threshold``."""
@@ -209,14 +217,19 @@ def train_a2c(env_id: str = "CartPole-v1", *, seed: int = 0, total_steps: int = 
               n_steps: int = 5, gamma: float = 0.99, actor_lr: float = 1e-3, critic_lr: float = 1e-3,
               ent_coef: float = 0.01, vf_coef: float = 0.5, max_grad_norm: float | None = 0.5,
               lr_decay: bool = True, hidden: int = 64, checkpoint_steps: tuple[int, ...] = (),
-              stop_return: float | None = None, window: int = 20, progress: bool = True,
-              desc: str | None = None) -> TrainResult:
+              stop_return: float | None = None, window: int = 20, eval_every: int | None = None,
+              eval_episodes: int = 10, eval_seed: int = 50_000, stop_eval_return: float | None = None,
+              progress: bool = True, desc: str | None = None) -> TrainResult:
     """Synchronous A2C: ``n_envs`` copies step together, every ``n_steps`` steps one gradient step on the batch.
 
     ``lr_decay`` lowers both learning rates linearly to 0 over the run, which keeps a solved policy from drifting
     away in the last updates. ``checkpoint_steps`` keeps copies of the model's parameters at those step counts.
     ``stop_return`` ends the run early once the mean return of the last ``window`` training episodes reaches it
     (used to time "how long until ..." comparisons; the learning-rate schedule still refers to ``total_steps``).
+    ``eval_every`` evaluates the greedy policy on ``eval_episodes`` episodes (seeds from ``eval_seed``) after the
+    first update past each multiple of ``eval_every`` steps, and ``stop_eval_return`` ends the run at the first
+    evaluation that reaches it: the "steps until solved" measure of the DQN and PPO trainers. Evaluation time is
+    kept out of ``wall_time``.
     """
     rl_seed(seed)
     obs_dim, n_actions = _env_dims(env_id)
@@ -230,6 +243,9 @@ def train_a2c(env_id: str = "CartPole-v1", *, seed: int = 0, total_steps: int = 
     checkpoints: dict[int, dict] = {}
     pending = sorted(checkpoint_steps)
     times: list[float] = []
+    eval_steps: list[int] = []
+    eval_returns: list[float] = []
+    eval_time = 0.0
     start = time.perf_counter()
     bar = tqdm(total=total_steps, desc=desc or f"A2C seed {seed}", disable=not progress, leave=False)
     while state.step < total_steps:
@@ -249,11 +265,18 @@ def train_a2c(env_id: str = "CartPole-v1", *, seed: int = 0, total_steps: int = 
             bar.set_postfix(ret=f"{np.mean(recent):.0f}", refresh=False)
             if stop_return is not None and len(recent) == window and np.mean(recent) >= stop_return:
                 break
+        if eval_every and (state.step // eval_every > before // eval_every or state.step >= total_steps):
+            eval_start = time.perf_counter()
+            eval_returns.append(float(greedy_return(model, env_id, eval_episodes, eval_seed).mean()))
+            eval_steps.append(state.step)
+            eval_time += time.perf_counter() - eval_start
+            if stop_eval_return is not None and eval_returns[-1] >= stop_eval_return:
+                break
     bar.close()
     envs.close()
     steps, returns = zip(*state.episodes) if state.episodes else ((), ())
-    return TrainResult(model, list(steps), list(returns), time.perf_counter() - start, state.step, stats,
-                       checkpoints, times)
+    return TrainResult(model, list(steps), list(returns), time.perf_counter() - start - eval_time, state.step, stats,
+                       checkpoints, times, eval_steps, eval_returns, eval_time)
 
 
 def rl_seed(seed: int) -> None:

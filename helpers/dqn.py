@@ -195,7 +195,8 @@ class DQNResult:
     best_step: int = 0
     best_eval: float = float("-inf")
     steps_done: int = 0
-    wall_time_s: float = 0.0
+    wall_time_s: float = 0.0          # seconds of the whole run, periodic evaluations included
+    eval_time_s: float = 0.0          # seconds of those evaluations (subtract for the cost of learning alone)
 
     def steps_to_reach(self, threshold: float) -> int | None:
         """First evaluation step whose mean greedy return was >= threshold (None if never)."""
@@ -278,7 +279,9 @@ def train_dqn(config: DQNConfig, update_fn: UpdateFn = dqn_update, progress: boo
             target_net.load_state_dict(q_net.state_dict())
 
         if step % c.eval_every == 0 or step == c.total_steps:
+            eval_start = time.perf_counter()
             score = float(greedy_returns(q_net, c.env_id, c.eval_episodes, c.eval_seed, device).mean())
+            result.eval_time_s += time.perf_counter() - eval_start
             result.eval_steps.append(step)
             result.eval_returns.append(score)
             if score > result.best_eval:

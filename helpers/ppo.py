@@ -295,7 +295,7 @@ class PPOResult:
 
 def train_ppo(env_id: str, total_steps: int, cfg: PPOConfig | None = None, seed: int = 0,
               progress: bool = True, desc: str | None = None, eval_every: int | None = None,
-              eval_episodes: int = 10, eval_seed: int = 50_000) -> PPOResult:
+              eval_episodes: int = 10, eval_seed: int = 50_000, stop_return: float | None = None) -> PPOResult:
     """Train PPO on ``env_id`` for (about) ``total_steps`` environment steps, counted over all copies.
 
     Seeds torch's global generator and the environments with ``seed``, so a call is reproducible on CPU.
@@ -303,7 +303,9 @@ def train_ppo(env_id: str, total_steps: int, cfg: PPOConfig | None = None, seed:
     std of the discounted return) help on tasks with badly scaled inputs or rewards such as Pendulum.
     With ``eval_every`` the greedy policy is evaluated on ``eval_episodes`` episodes (seeds from ``eval_seed``,
     apart from the chapter's final evaluation) after the first update that passes each multiple of
-    ``eval_every`` steps; the final policy is returned either way (no checkpoint selection).
+    ``eval_every`` steps; the final policy is returned either way (no checkpoint selection). ``stop_return`` ends
+    the run at the first such evaluation whose mean return reaches it (as in :func:`helpers.dqn.train_dqn`; the
+    learning-rate schedule still refers to ``total_steps``), which is how "steps until solved" is measured.
     """
     from tqdm.auto import tqdm
 
@@ -358,6 +360,9 @@ def train_ppo(env_id: str, total_steps: int, cfg: PPOConfig | None = None, seed:
             result.eval_returns.append(float(score))
         if result.episode_returns:
             bar.set_postfix(ret=f"{np.mean(result.episode_returns[-10:]):.1f}", kl=f"{stats['approx_kl']:.4f}")
+        if stop_return is not None and result.eval_returns and result.eval_steps[-1] == result.env_steps \
+                and result.eval_returns[-1] >= stop_return:
+            break
     result.wall_time = time.perf_counter() - start - result.eval_time
     envs.close()
     return result

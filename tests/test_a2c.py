@@ -93,6 +93,16 @@ def test_tiny_training_runs_and_gradient_variance():
     assert a2c.first_crossing([1, 2], [1.0, 1.0], 4.0, window=2) is None
 
 
+def test_periodic_greedy_evaluation_and_stop_at_a_return():
+    res = a2c.train_a2c(total_steps=600, n_envs=4, n_steps=5, eval_every=200, eval_episodes=2, progress=False)
+    assert len(res.eval_steps) == 3 and res.eval_steps[0] >= 200 and res.eval_steps[-1] >= 600
+    assert res.eval_time > 0 and all(9 <= r <= 500 for r in res.eval_returns)
+    assert res.steps_to_reach(0.0) == res.eval_steps[0] and res.steps_to_reach(501.0) is None
+    stopped = a2c.train_a2c(total_steps=600, n_envs=4, n_steps=5, eval_every=200, eval_episodes=2,
+                            stop_eval_return=0.0, progress=False)      # any return reaches 0: stop at the first
+    assert stopped.eval_steps == res.eval_steps[:1] and stopped.total_steps < 400
+
+
 def test_n_step_returns_agree_with_gae_at_lambda_one():
     """GAE with lambda = 1 over a rollout is the n-step advantage: the PPO chapter's helper must agree with ours."""
     ppo = pytest.importorskip("helpers.ppo")

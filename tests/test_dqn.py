@@ -140,6 +140,7 @@ def test_train_dqn_runs_and_records():
     assert result.steps_done == 600 and result.eval_steps == [300, 600]
     assert len(result.losses) == (600 - 200) // 4 and len(result.episode_steps) == len(result.episode_returns) > 0
     assert result.best_eval == max(result.eval_returns)
+    assert 0 < result.eval_time_s < result.wall_time_s
     again = dqn.train_dqn(config, progress=False)
     assert again.eval_returns == result.eval_returns and again.losses == result.losses   # seeded
     double = dqn.train_dqn(dqn.DQNConfig(**{**dqn.config_dict(config), "double": True, "tau": 0.1}), progress=False)

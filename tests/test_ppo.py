@@ -117,6 +117,15 @@ def test_train_ppo_runs_updates_and_is_reproducible(env_id):
         assert action in (0, 1)
 
 
+def test_train_ppo_stops_at_the_first_evaluation_reaching_stop_return():
+    cfg = ppo.PPOConfig(num_envs=2, num_steps=32, epochs=1, minibatches=2)
+    full = ppo.train_ppo("CartPole-v1", 256, cfg, seed=0, progress=False, eval_every=64, eval_episodes=2)
+    assert full.eval_steps == [64, 128, 192, 256] and full.steps_to_reach(501.0) is None
+    stopped = ppo.train_ppo("CartPole-v1", 256, cfg, seed=0, progress=False, eval_every=64, eval_episodes=2,
+                            stop_return=0.0)
+    assert stopped.env_steps == 64 and stopped.eval_steps == [64]
+
+
 def test_ppo_update_moves_the_policy_a_little():
     torch.manual_seed(0)
     envs = rl.make_vector_env("CartPole-v1", 4, seed=0)
