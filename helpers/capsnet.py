@@ -8,7 +8,7 @@ skew, ...). Lower capsules vote for the pose of higher capsules through learned 
 The pieces, in the order of the paper: :func:`squash` (the capsule non-linearity), :class:`PrimaryCaps`
 (a convolution cut into 8-D capsules), :func:`dynamic_routing` and :class:`DigitCaps` (one 16-D capsule
 per class), :class:`CapsNet` (with the masked reconstruction decoder), :func:`margin_loss` and
-:func:`capsule_loss`. :func:`affine_images` shifts and rotates images for the robustness tests.
+:func:`capsule_loss`. (The robustness tests shift and rotate images with :func:`helpers.data.affine_images`.)
 """
 
 from __future__ import annotations
@@ -150,18 +150,3 @@ def capsule_loss(lengths: torch.Tensor, recon: torch.Tensor, images: torch.Tenso
     return margin + recon_weight * recon_err, margin, recon_err
 
 
-def affine_images(x: torch.Tensor, angle_deg: float | torch.Tensor = 0.0,
-                  shift_px: Sequence[float] | torch.Tensor = (0.0, 0.0)) -> torch.Tensor:
-    """Rotate images ``(N, C, H, W)`` (background 0) by ``angle_deg`` about their centre, then shift them by
-    ``shift_px = (right, down)`` pixels. Angles ``(N,)`` and shifts ``(N, 2)`` may differ per image."""
-    n, _, h, w = x.shape
-    angle = torch.as_tensor(angle_deg, dtype=x.dtype, device=x.device).expand(n).deg2rad()
-    shift = torch.as_tensor(shift_px, dtype=x.dtype, device=x.device).expand(n, 2)
-    cos, sin = angle.cos(), angle.sin()
-    # affine_grid maps output coordinates to input ones, in units where the image spans [-1, 1]
-    tx, ty = 2 * shift[:, 0] / w, 2 * shift[:, 1] / h
-    rot = torch.stack([torch.stack([cos, sin], 1), torch.stack([-sin, cos], 1)], 1)   # R^T (inverse rotation)
-    offset = -(rot @ torch.stack([tx, ty], 1).unsqueeze(-1))
-    theta = torch.cat([rot, offset], dim=2)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

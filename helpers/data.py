@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset, random_split
 
 from .settings import get_device
@@ -224,6 +225,45 @@ def _augmentation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 # --- splitting and batching ------------------------------------------------------------------------
+
+def load_train_test(name: str = "mnist", *, verbose: bool = True) -> tuple[ImageArrayDataset, ImageArrayDataset, bool]:
+    """The training and test splits of ``name`` and whether the training split is complete.
+
+    Chapters set their quality gates by that flag: on a subset such as the 5,000-image offline MNIST copy the
+    accuracies are lower than published ones, and the reader is told so here, where the data is loaded.
+    """
+    train, test = load_dataset(name, train=True), load_dataset(name, train=False)
+    full = is_full_data(name, train)
+    if verbose:
+        title = _SPECS[name]["title"]
+        print(f"data source: {train.source}")
+        print(f"training images available: {len(train):,}  (complete {title} training split: {full})")
+        if not full:
+            print(f"NOTE: this is a subset of the {title} training split (e.g. an offline copy), so accuracies\n"
+                  f"      are lower than with all {FULL_TRAIN_SIZE[name]:,} images; the quality gates take that into account.")
+    return train, test, full
+
+
+def affine_images(x: torch.Tensor, angle_deg: float | torch.Tensor = 0.0,
+                  shift_px: Sequence[float] | torch.Tensor = (0.0, 0.0), background: float = 0.0) -> torch.Tensor:
+    """Rotate images ``(N, C, H, W)`` by ``angle_deg`` about their centre, then shift them by ``shift_px = (right,
+    down)`` pixels; angles ``(N,)`` and shifts ``(N, 2)`` may differ per image.
+
+    Pixels that come in from outside the image get the value ``background``: for *normalised* images a black
+    pixel is ``(0 - mean) / std``, not 0, and padding with 0 would add a grey frame (``torch.roll`` would wrap the
+    digit around the border instead). Used for the robustness tests of the CNN and CapsNet chapters.
+    """
+    n, _, h, w = x.shape
+    angle = torch.as_tensor(angle_deg, dtype=x.dtype, device=x.device).expand(n).deg2rad()
+    shift = torch.as_tensor(shift_px, dtype=x.dtype, device=x.device).expand(n, 2)
+    cos, sin = angle.cos(), angle.sin()
+    # affine_grid maps output coordinates to input ones, in units where the image spans [-1, 1]: input = R^T (out - t)
+    tx, ty = 2 * shift[:, 0] / w, 2 * shift[:, 1] / h
+    rot = torch.stack([torch.stack([cos, sin], 1), torch.stack([-sin, cos], 1)], 1)   # R^T (inverse rotation)
+    offset = -(rot @ torch.stack([tx, ty], 1).unsqueeze(-1))
+    grid = F.affine_grid(torch.cat([rot, offset], dim=2), list(x.shape), align_corners=False)
+    return F.grid_sample(x - background, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + background
+
 
 def take_subset(dataset: Dataset, n: int | None, seed: int = 0) -> Dataset:
     """A random subset of ``n`` items (all of them if ``n`` is None or not smaller): quick mode's data shrinker."""

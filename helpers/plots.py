@@ -131,6 +131,27 @@ def plot_filters(weight: torch.Tensor, *, title: str = "Learned filters", ncols:
     return show_images(w, [f"#{i}" for i in range(len(w))], ncols=ncols, title=title, size=0.9)
 
 
+def plot_shift_rotation(shifts: Sequence[float], shift_acc: Mapping[str, Sequence[float]], angles: Sequence[float],
+                        rotate_acc: Mapping[str, Sequence[float]], examples: torch.Tensor,
+                        example_title: str) -> Figure:
+    """Robustness curves: test accuracy of each model vs shift (pixels) and vs rotation (degrees), beside a strip
+    of ``examples`` ``(K, H, W)`` showing what the transformed digits look like (CNN and CapsNet chapters)."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1, 1, 1.1]})
+    for i, name in enumerate(shift_acc):
+        axes[0].plot(shifts, shift_acc[name], "o-", color=f"C{i}", label=name)
+        axes[1].plot(angles, rotate_acc[name], "o-", color=f"C{i}", label=name)
+    axes[0].set(xlabel="shift (pixels)", ylabel="test accuracy", title="Shifted test digits")
+    axes[1].set(xlabel="rotation (degrees)", ylabel="test accuracy", title="Rotated test digits")
+    for ax in axes[:2]:
+        ax.set_ylim(0, 1.02)
+        ax.legend()
+    axes[2].imshow(torch.cat(list(examples.detach().cpu()), dim=1), cmap="gray")
+    axes[2].set(title=example_title)
+    axes[2].axis("off")
+    fig.tight_layout()
+    return fig
+
+
 def show_source(obj: object) -> object:
     """Syntax-highlighted source of a class or function from ``helpers``, so a chapter can show the
     code of a shared model on its page without keeping a second copy of it."""

@@ -34,7 +34,7 @@ def fake_data_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def real_data_dir() -> Path:
     """The verified offline copy (DLBOOK_DATA or ../shared/data); tests that need it skip where it is absent."""
-    path = Path(os.environ.get("DLBOOK_DATA", SHARED_DATA))
+    path = Path(os.environ.get("DLBOOK_DATA", SHARED_DATA)).expanduser().resolve()   # absolute: subprocesses cd
     if not (path / "mnist.npz").exists() and not (path / "MNIST").exists():
         pytest.skip(f"no offline data copy in {path}")
     return path

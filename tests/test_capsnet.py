@@ -62,13 +62,3 @@ def test_margin_loss_values():
     assert C.margin_loss(lengths, y).item() == pytest.approx(0.22)
     total, margin, recon = C.capsule_loss(lengths, torch.zeros(2, 1, 2, 2), torch.ones(2, 1, 2, 2), y)
     assert recon.item() == pytest.approx(4.0) and total.item() == pytest.approx(0.22 + 0.0005 * 4.0)
-
-
-def test_affine_images_identity_shift_and_rotation():
-    x = torch.zeros(1, 1, 28, 28)
-    x[0, 0, 10, 12] = 1.0
-    torch.testing.assert_close(C.affine_images(x), x)
-    shifted = C.affine_images(x, shift_px=(3.0, 2.0))
-    assert shifted[0, 0, 12, 15] == pytest.approx(1.0)
-    turned = C.affine_images(C.affine_images(x, 90.0), -90.0)
-    assert turned[0, 0, 10, 12] == pytest.approx(1.0, abs=1e-4)

@@ -7,6 +7,7 @@ import torch
 from helpers import (DataNotFoundError, ImageArrayDataset, TensorLoader, is_full_data, load_cifar10, load_dataset,
                      load_fashion_mnist, load_mnist, make_loader, random_crop_flip, take_subset, train_val_split)
 from helpers import data as data_module
+from helpers.data import affine_images
 
 
 @pytest.mark.parametrize("loader, shape", [(load_mnist, (1, 28, 28)), (load_fashion_mnist, (1, 28, 28)),
@@ -114,3 +115,26 @@ def test_random_crop_flip_shifts_content():
     positions = {tuple((img[0] == 1).nonzero()[0].tolist()) for img in out if (img[0] == 1).any()}
     assert len(positions) > 3, "crops should move the bright pixel around"
     assert torch.equal(random_crop_flip(x, padding=0, flip=False), x)
+
+
+def test_affine_images_identity_shift_and_rotation():
+    x = torch.zeros(1, 1, 28, 28)
+    x[0, 0, 10, 12] = 1.0
+    torch.testing.assert_close(affine_images(x), x)
+    shifted = affine_images(x, shift_px=(3.0, 2.0))
+    assert shifted[0, 0, 12, 15] == pytest.approx(1.0)
+    turned = affine_images(affine_images(x, 90.0), -90.0)
+    assert turned[0, 0, 10, 12] == pytest.approx(1.0, abs=1e-4)
+    background = -0.42                                   # a normalised black pixel: what comes in from outside
+    moved = affine_images(torch.full((1, 1, 8, 8), background), shift_px=(3.0, 0.0), background=background)
+    torch.testing.assert_close(moved, torch.full_like(moved, background))
+
+
+def test_load_train_test_flags_a_subset_and_says_so(capsys):
+    try:
+        train, test, full = data_module.load_train_test("mnist")
+    except DataNotFoundError:
+        pytest.skip("no MNIST copy here")
+    out = capsys.readouterr().out
+    assert len(test) == 10_000 and full == (len(train) == 60_000)
+    assert "data source:" in out and ("NOTE" in out) == (not full)
