@@ -9,7 +9,7 @@ EXECUTED   := _build/executed
 MATHJAX    := _build/mathjax/package/es5
 RESULTS    := $(CURDIR)/_build/results
 
-.PHONY: install book book-quick test unit notebooks site-quick slides repo-url clean
+.PHONY: install book book-quick test unit notebooks site-quick slides bench bench-book repo-url clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,17 +24,17 @@ install: $(VENV)/.installed
 ## Two passes: the first executes the notebooks (they record their results), the second only renders the results
 ## page from those records (notebooks come from Jupyter Book's execution cache).
 book: install
-	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers.results book/_results_tables.md full
+	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers results book/_results_tables.md full
 	DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(JB) build -W --keep-going .
-	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers.results book/_results_tables.md full
+	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers results book/_results_tables.md full
 	DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(JB) build -W --keep-going .
 	@echo "Open _build/html/index.html"
 
 ## The website in quick mode: small data, few epochs, minutes on a CPU. HTML in $(QUICK_SITE)/_build/html.
 book-quick: install
-	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers.results book/_results_tables.md quick
+	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers results book/_results_tables.md quick
 	DLBOOK_QUICK=1 DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(JB) build -W --keep-going --path-output $(QUICK_SITE) .
-	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers.results book/_results_tables.md quick
+	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers results book/_results_tables.md quick
 	DLBOOK_QUICK=1 DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(JB) build -W --keep-going --path-output $(QUICK_SITE) .
 
 ## Everything CI checks: unit tests, every notebook re-run by nbval in quick mode, and the quick site built
@@ -61,9 +61,10 @@ notebooks: install
 site-quick: notebooks $(MATHJAX)/tex-mml-chtml.js
 	rm -rf $(QUICK_SITE) && mkdir -p $(QUICK_SITE)/_extra
 	cp -r book _toc.yml references.bib CONTRIBUTING.md $(QUICK_SITE)/
+	mkdir -p $(QUICK_SITE)/benchmarks && cp -r benchmarks/results $(QUICK_SITE)/benchmarks/
 	cp -r $(EXECUTED)/book $(QUICK_SITE)/
 	cp -r $(MATHJAX) $(QUICK_SITE)/_extra/mathjax
-	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers.results $(QUICK_SITE)/book/_results_tables.md quick
+	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers results $(QUICK_SITE)/book/_results_tables.md quick
 	sed -e 's/^  execute_notebooks: cache$$/  execute_notebooks: "off"/' \
 	    -e 's#^  config:$$#  config:\n    mathjax_path: ../mathjax/tex-mml-chtml.js\n    html_extra_path: ["_extra"]#' \
 	    _config.yml > $(QUICK_SITE)/_config.yml
@@ -81,6 +82,16 @@ $(MATHJAX)/tex-mml-chtml.js:
 slides: install
 	@test -n "$(NB)" || (echo "usage: make slides NB=book/<part>/<chapter>.ipynb" && exit 2)
 	$(PY) -m helpers.slides $$(test -f $(EXECUTED)/$(NB) && echo $(EXECUTED)/$(NB) || echo $(NB))
+
+## Benchmarks against SB3, a plain PyTorch loop and airbench (GPU only): JSON + Markdown in benchmarks/results,
+## included by the results page. Under 30 minutes on 2 CPU cores. See benchmarks/README.md.
+bench: install
+	TQDM_DISABLE=1 $(PY) -m benchmarks
+
+## Wall time of every notebook executed one after the other: make bench-book MODE=quick (default full: use a GPU)
+MODE ?= full
+bench-book: install
+	$(PY) -m benchmarks book --mode $(MODE)
 
 ## Point the book at another repository (a fork): make repo-url URL=https://github.com/you/dlbook
 repo-url:

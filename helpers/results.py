@@ -3,7 +3,7 @@
 Why: a number in the book's tables must come from a real run, never be typed by hand. A chapter calls
 :func:`record` in its quality-gate cell with the values it asserts; the file also notes the mode, the device,
 the wall time since ``helpers`` was imported (about the notebook's run time) and the library versions.
-``python -m helpers.results OUT.md`` turns all files into the Markdown tables of the results page
+``python -m helpers results OUT.md`` turns all files into the tables and comparison plots of the results page
 (``make`` does this before building the website).
 
 Files go to ``$DLBOOK_RESULTS/<mode>/<chapter>.json`` (default folder ``~/.cache/dlbook/results``).
@@ -120,17 +120,61 @@ def markdown_tables(results: Sequence[Mapping]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Comparison plots of the results page. A chapter takes part by recording a curve under one of these names, as a
+# dict of two equal-length lists (x and y) and an optional legend label, e.g.
+# ``curves={"cartpole_return": {"label": "DQN", "steps": [...], "return": [...]}}``.
+COMPARISONS = {
+    "cartpole_return": {"x": "steps", "y": "return", "smooth": 20, "file": "_results_cartpole.png",
+                        "title": "CartPole-v1: training-episode return vs environment steps (each chapter's main run)",
+                        "xlabel": "environment steps", "ylabel": "episode return (moving average of 20)"},
+    "recall_accuracy": {"x": "memory_length", "y": "accuracy", "smooth": 1, "file": "_results_recall.png",
+                        "title": "Delayed recall: test accuracy vs memory length (each chapter's own model and budget)",
+                        "xlabel": "memory length L (steps between the cue and the question)",
+                        "ylabel": "test accuracy (chance 0.125)"},
+}
+
+
+def comparison_plots(results: Sequence[Mapping], folder: Path) -> list[tuple[str, str]]:
+    """Draw each comparison that at least one chapter recorded a curve for; returns ``(file name, title)`` pairs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    drawn = []
+    for key, spec in COMPARISONS.items():
+        series = [(r["chapter"], r["curves"][key]) for r in results if key in r.get("curves", {})]
+        if not series:
+            continue
+        fig, ax = plt.subplots(figsize=(8, 4.2))
+        for chapter, curve in series:
+            x, y = np.asarray(curve[spec["x"]], float), np.asarray(curve[spec["y"]], float)
+            w = min(spec["smooth"], len(y))
+            if w > 1:     # moving average, shown from the first full window
+                y = np.convolve(y, np.ones(w) / w, mode="valid")
+                x = x[w - 1:]
+            ax.plot(x, y, "-" if spec["smooth"] > 1 else "o-", label=curve.get("label", chapter))
+        ax.set(title=spec["title"], xlabel=spec["xlabel"], ylabel=spec["ylabel"])
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(folder / spec["file"], dpi=100)
+        plt.close(fig)
+        drawn.append((spec["file"], spec["title"]))
+    return drawn
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m helpers.results OUT.md [MODE]``: write the results tables of MODE (default: current) to OUT.md."""
+    """``python -m helpers results OUT.md [MODE]``: write the results tables of MODE (default: current) to OUT.md."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
         print(main.__doc__)
         return 2
     results = load_results(args[1] if len(args) > 1 else None)
-    Path(args[0]).write_text(markdown_tables(results))
-    print(f"{len(results)} chapter results -> {args[0]}")
+    out = Path(args[0])
+    plots = comparison_plots(results, out.parent)
+    figures = "".join(f"\n![{title}]({name})\n" for name, title in plots)
+    out.write_text((f"## Comparisons across chapters\n{figures}\n## Every chapter\n\n" if plots else "")
+                   + markdown_tables(results))
+    print(f"{len(results)} chapter results, {len(plots)} comparison plots -> {out}")
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

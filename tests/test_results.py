@@ -46,6 +46,29 @@ def test_main_writes_the_page(folder, tmp_path):
     assert results.main([str(out), "quick"]) == 0
     assert "| mlp | quick |" in out.read_text()
     assert results.main([]) == 2
+    assert "comparison" not in out.read_text().lower()          # no chapter recorded a comparison curve
+
+
+def test_comparison_plots_from_recorded_curves(folder, tmp_path):
+    steps = list(range(0, 1000, 10))
+    results.record("dqn", {"ret": 1.0}, device=torch.device("cpu"),
+                   curves={"cartpole_return": {"label": "DQN", "steps": steps, "return": [s / 2 for s in steps]}})
+    results.record("ppo", {"ret": 1.0}, device=torch.device("cpu"),
+                   curves={"cartpole_return": {"steps": steps[:5], "return": [1, 2, 3, 4, 5]}})   # shorter than a window
+    out = tmp_path / "page.md"
+    assert results.main([str(out), "quick"]) == 0
+    text = out.read_text()
+    assert "![CartPole-v1" in text and "_results_cartpole.png" in text and "_results_recall.png" not in text
+    png = tmp_path / "_results_cartpole.png"
+    assert png.exists() and png.stat().st_size > 5_000
+
+
+def test_package_command_line(folder, tmp_path):
+    from helpers.__main__ import cli
+
+    results.record("mlp", {"acc": 0.9}, device=torch.device("cpu"))
+    assert cli(["results", str(tmp_path / "page.md"), "quick"]) == 0 and (tmp_path / "page.md").exists()
+    assert cli([]) == 2 and cli(["nonsense"]) == 2
 
 
 @pytest.mark.parametrize("chapter, metrics", [("", {"a": 1}), ("bad/name", {"a": 1}), ("ok", {})])

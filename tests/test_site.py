@@ -73,3 +73,15 @@ def test_results_page_lists_every_chapter():
     recorded = {row.select("td")[0].get_text(strip=True) for row in table.select("tbody tr")}
     missing = sorted(rel.stem for rel in CHAPTERS if rel.stem not in recorded)
     assert not missing, f"chapters without recorded results (call helpers.results.record in the gate cell): {missing}"
+
+
+def test_results_page_has_comparison_plots_and_benchmarks():
+    """The cross-chapter plots (from the chapters' recorded curves) and the committed benchmark tables."""
+    soup = page(Path("book/results"))
+    html_dir = (SITE / "book" / "results.html").parent
+    plots = [img for img in soup.select("img") if "_results_" in img.get("src", "")]
+    assert len(plots) >= 2, f"expected the RL and sequence-model comparison plots, found {[i.get('src') for i in plots]}"
+    for img in plots:
+        assert mpimg.imread((html_dir / img["src"]).resolve()).shape[0] > 100
+    headings = " ".join(h.get_text() for h in soup.select("h2, h3"))
+    assert "Stable-Baselines3" in headings and "plain PyTorch loop" in headings, headings

@@ -1,0 +1,57 @@
+"""``python -m benchmarks [rl] [mnist] [cifar]`` and ``python -m benchmarks book --mode full|quick``.
+
+Without names it runs the three comparisons (the CIFAR-10 one only does something on a GPU), writes one JSON
+file per comparison to ``benchmarks/results/`` and regenerates ``benchmarks/results/benchmarks.md``, which the
+book's results page includes. See ``benchmarks/README.md`` for what each one measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from . import book_times, cifar_airbench, mnist_loop, report, rl_sb3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", metavar="{rl,mnist,cifar,book}",
+                        help="comparisons to run (default: rl mnist cifar)")
+    parser.add_argument("--seeds", type=int, default=5, help="RL seeds per side (default 5)")
+    parser.add_argument("--jobs", type=int, default=2, help="RL runs at the same time, one CPU thread each")
+    parser.add_argument("--epochs", type=int, default=8, help="MNIST epochs per run")
+    parser.add_argument("--repeats", type=int, default=4, help="MNIST runs per side")
+    parser.add_argument("--mode", choices=["full", "quick"], default="full", help="book: the notebooks' mode")
+    parser.add_argument("--notebooks", nargs="*", help="book: only these notebooks (by name, e.g. cnn dqn)")
+    parser.add_argument("--out", type=Path, default=report.RESULTS, help="folder for the JSON and Markdown")
+    args = parser.parse_args(argv)
+    names = args.names or ["rl", "mnist", "cifar"]
+    unknown = sorted(set(names) - {"rl", "mnist", "cifar", "book"})
+    if unknown:
+        parser.error(f"unknown comparison(s) {unknown}: choose from rl, mnist, cifar, book")
+
+    start = time.perf_counter()
+    for name in names:
+        t = time.perf_counter()
+        print(f"== {name}", flush=True)
+        if name == "rl":
+            report.save("rl_sb3", rl_sb3.run(seeds=range(args.seeds), jobs=args.jobs), args.out)
+        elif name == "mnist":
+            report.save("mnist_loop", mnist_loop.run(epochs=args.epochs, repeats=args.repeats), args.out)
+        elif name == "cifar":
+            report.save("cifar_airbench", cifar_airbench.run(), args.out)
+        elif name == "book":
+            path = args.out / "book_times.json"
+            previous = json.loads(path.read_text()) if path.exists() else None
+            report.save("book_times", book_times.run(args.mode, args.notebooks, previous), args.out)
+        print(f"== {name} done in {time.perf_counter() - t:.0f} s", flush=True)
+    md = report.write_markdown(args.out)
+    print(f"all done in {time.perf_counter() - start:.0f} s -> {md}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

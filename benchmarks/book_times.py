@@ -1,0 +1,112 @@
+"""Whole book: the wall time of executing every notebook, one after the other, on the machine at hand.
+
+Each notebook runs in a fresh kernel (nbclient) from its own folder, in ``full`` mode (the real budgets; meant for
+a GPU: hours on a CPU) or ``quick`` mode (CI's budgets), and its time and outcome (passed = every cell ran and the
+quality-gate asserts held) are written per mode, so a quick and a full table can stand side by side. Running a
+subset (``notebooks=``) updates those rows and keeps the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from . import report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def notebooks_in_toc() -> list[Path]:
+    """The book's notebooks in the order of ``_toc.yml``."""
+    import yaml
+
+    files: list[str] = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(yaml.safe_load((ROOT / "_toc.yml").read_text()))
+    return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").exists()]
+
+
+def execute(path: Path, mode: str, results_dir: Path) -> dict:
+    """Run one notebook; return its wall time, whether it passed, and the error's last line if it did not."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    env = {"DLBOOK_QUICK": "1" if mode == "quick" else "0", "DLBOOK_RESULTS": str(results_dir), "TQDM_DISABLE": "1"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    error = None
+    start = time.perf_counter()
+    try:
+        nb = nbformat.read(path, as_version=4)
+        NotebookClient(nb, timeout=-1, resources={"metadata": {"path": str(path.parent)}}).execute()
+    except Exception as err:                     # a failing cell: record it and go on with the next notebook
+        error = str(err).strip().splitlines()[-1][:300] if str(err).strip() else type(err).__name__
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return {"wall_s": time.perf_counter() - start, "passed": error is None, "error": error}
+
+
+def run(mode: str = "full", notebooks: Sequence[str] | None = None, previous: Mapping | None = None) -> dict:
+    """Execute the notebooks (all, or those whose name is in ``notebooks``) and merge with ``previous`` results."""
+    if mode not in ("full", "quick"):
+        raise ValueError(f"mode must be 'full' or 'quick', got {mode!r}")
+    paths = [p for p in notebooks_in_toc() if not notebooks or p.stem in notebooks]
+    if notebooks and len(paths) != len(set(notebooks)):
+        raise ValueError(f"unknown notebook in {list(notebooks)}; known: {[p.stem for p in notebooks_in_toc()]}")
+    modes = {k: dict(v) for k, v in (previous or {}).get("modes", {}).items()}
+    rows = modes.setdefault(mode, {})
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in paths:
+            row = execute(path, mode, Path(tmp))
+            row["notebook"] = str(path.relative_to(ROOT))
+            row["machine"] = report.describe(report.machine())
+            rows[path.stem] = row
+            print(f"{mode} {path.stem}: {row['wall_s']:.0f} s, {'passed' if row['passed'] else row['error']}",
+                  flush=True)
+    return {"modes": modes, "order": [p.stem for p in notebooks_in_toc()]}
+
+
+def markdown(result: Mapping) -> list[str]:
+    lines = ["### The whole book: wall time per notebook", "",
+             "Every notebook executed one after the other in a fresh kernel (`make bench-book MODE=full|quick`). "
+             "Full mode is the real training budget, meant for a GPU; quick mode is what CI runs on 2 CPU cores.",
+             ""]
+    modes = result["modes"]
+    names = [n for n in result["order"] if any(n in rows for rows in modes.values())]
+    header = ["notebook"] + [f"{m} mode (s)" for m in ("full", "quick") if m in modes]
+    rows = []
+    for name in names:
+        cells = [name]
+        for m in ("full", "quick"):
+            if m in modes:
+                r = modes[m].get(name)
+                cells.append("not run" if r is None else f"{r['wall_s']:,.0f}" + ("" if r["passed"] else " (failed)"))
+        rows.append(cells)
+    totals = ["**total**"]
+    for m in ("full", "quick"):
+        if m in modes:
+            done = [r["wall_s"] for r in modes[m].values()]
+            missing = len(names) - len(done)
+            totals.append(f"**{sum(done):,.0f}**" + (f" ({missing} not run)" if missing else ""))
+    lines += report.table(header, rows + [totals])
+    machines = sorted({r["machine"] for rows_ in modes.values() for r in rows_.values()})
+    lines += ["", "Measured on: " + "; ".join(machines) + "."]
+    return lines

@@ -1,0 +1,87 @@
+"""The benchmarks' plumbing on tiny budgets: both sides run, the summaries and the Markdown come out right.
+
+The real measurements are ``make bench`` (minutes); these tests only check that the code measuring them works.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import book_times, cifar_airbench, mnist_loop, report, rl_sb3
+from helpers import DataNotFoundError
+
+
+def test_rl_both_sides_run_and_summarise(tmp_path):
+    result = rl_sb3.run(seeds=[0], algos=("DQN", "PPO", "A2C"), jobs=1, budget_scale=0.02, progress=False)
+    assert {(r["algo"], r["impl"]) for r in result["runs"]} == {(a, i) for a in ("DQN", "PPO", "A2C")
+                                                                 for i in ("ours", "sb3")}
+    for r in result["runs"]:
+        assert r["steps_done"] >= r["budget"] or r["steps_to_target"] is not None, r
+        assert r["eval_steps"], f"{r['algo']} {r['impl']}: no gate evaluation happened"
+        assert r["s_per_10k_steps"] > 0 and 0 <= r["final_return"] <= 500
+    for s in result["summary"].values():
+        assert s["steps_ratio"] > 0 and s["time_ratio"] > 0
+        assert isinstance(s["goal_steps_met"], bool) and isinstance(s["goal_speed_met"], bool)
+    path = report.save("rl_sb3", result, tmp_path)
+    text = report.write_markdown(tmp_path).read_text()
+    assert json.loads(path.read_text())["machine"]["cores"] >= 1
+    assert "Stable-Baselines3" in text and "| DQN (ours) |" in text and "| A2C (SB3) |" in text
+
+
+def test_summary_counts_a_run_that_never_reached_the_gate_as_the_budget():
+    runs = [{"algo": "DQN", "impl": "ours", "budget": 100, "steps_to_target": None, "final_return": 9.0,
+             "s_per_10k_steps": 1.0},
+            {"algo": "DQN", "impl": "sb3", "budget": 100, "steps_to_target": 50, "final_return": 500.0,
+             "s_per_10k_steps": 2.0}]
+    s = rl_sb3.summarise(runs)["DQN"]
+    assert s["ours"]["reached"] == 0 and s["steps_ratio"] == pytest.approx(2.0)
+    assert not s["goal_steps_met"] and s["goal_speed_met"] and s["time_ratio"] == pytest.approx(0.5)
+
+
+def test_sb3_gets_the_zoo_schedules_as_functions():
+    kwargs = rl_sb3._sb3_kwargs("PPO")
+    assert kwargs["learning_rate"](1.0) == pytest.approx(1e-3) and kwargs["learning_rate"](0.5) == pytest.approx(5e-4)
+    assert kwargs["clip_range"](0.25) == pytest.approx(0.05) and kwargs["n_epochs"] == 20
+
+
+def test_mnist_loops_compute_the_same_numbers(tmp_path):
+    try:
+        result = mnist_loop.run(epochs=1, repeats=1, n_train=512)
+    except DataNotFoundError as err:
+        pytest.skip(f"no MNIST here: {err}")
+    assert result["same_accuracies"], "helpers.fit and the plain loop should train identically"
+    assert 0.2 < result["ratio_epoch"] < 5
+    report.save("mnist_loop", result, tmp_path)
+    assert "plain PyTorch loop" in report.write_markdown(tmp_path).read_text()
+
+
+def test_time_to_target_sums_training_time_until_reached():
+    rows = [{"train_s": 2.0, "test_acc": 0.9}, {"train_s": 3.0, "test_acc": 0.99}, {"train_s": 4.0, "test_acc": 1.0}]
+    assert mnist_loop.time_to(rows, 0.99) == 5.0 and mnist_loop.time_to(rows, 1.01) is None
+
+
+def test_cifar_comparison_skips_cleanly_without_a_gpu(tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the comparison would really run")
+    result = cifar_airbench.run()
+    assert "skipped" in result and "GPU" in result["skipped"]
+    report.save("cifar_airbench", result, tmp_path)
+    assert "Skipped on" in report.write_markdown(tmp_path).read_text()
+
+
+def test_book_times_knows_every_notebook_and_renders_partial_runs():
+    names = [p.stem for p in book_times.notebooks_in_toc()]
+    assert len(names) == len(set(names)) >= 16 and "mlp" in names and "a3c" in names
+    fake = {"order": names, "modes": {"quick": {"mlp": {"wall_s": 30.0, "passed": True, "machine": "m1"},
+                                                "cnn": {"wall_s": 12.0, "passed": False, "machine": "m1"}}}}
+    text = "\n".join(book_times.markdown(fake))
+    assert "| mlp | 30 |" in text and "12 (failed)" in text and "**42**" in text
+    with pytest.raises(ValueError):
+        book_times.run("fast")
+
+
+def test_markdown_page_without_results_says_how_to_make_them(tmp_path):
+    assert "make bench" in report.write_markdown(tmp_path).read_text()
