@@ -109,4 +109,7 @@ def markdown(result: Mapping) -> list[str]:
     lines += report.table(header, rows + [totals])
     machines = sorted({r["machine"] for rows_ in modes.values() for r in rows_.values()})
     lines += ["", "Measured on: " + "; ".join(machines) + "."]
+    absent = [m for m in ("full", "quick") if m not in modes]
+    if absent:
+        lines += ["", f"Not timed yet in {' or '.join(absent)} mode: `make bench-book MODE={absent[0]}` adds that column."]
     return lines

@@ -85,7 +85,8 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str | 
 
 
 def write_markdown(folder: Path | None = None) -> Path:
-    """Collect every ``<name>.json`` in ``folder`` into ``benchmarks.md`` (sections in :data:`ORDER`)."""
+    """Collect every ``<name>.json`` in ``folder`` into ``benchmarks.md`` (sections in :data:`ORDER`); each section
+    is also written alone to ``<name>.md``."""
     from . import book_times, cifar_airbench, mnist_loop, rl_sb3
 
     renderers = {"rl_sb3": rl_sb3.markdown, "mnist_loop": mnist_loop.markdown,
@@ -95,7 +96,9 @@ def write_markdown(folder: Path | None = None) -> Path:
     lines: list[str] = []
     for name in ORDER:
         if name in found:
-            lines += renderers[name](found[name]) + [""]
+            section = renderers[name](found[name]) + [""]
+            (folder / f"{name}.md").write_text("\n".join(section))    # one section alone (the instructor page)
+            lines += section
     if not lines:
         lines = ["No benchmark has been run yet: `make bench` (CPU part) or `make bench-book`.", ""]
     out = folder / "benchmarks.md"

@@ -85,3 +85,11 @@ def test_results_page_has_comparison_plots_and_benchmarks():
         assert mpimg.imread((html_dir / img["src"]).resolve()).shape[0] > 100
     headings = " ".join(h.get_text() for h in soup.select("h2, h3"))
     assert "Stable-Baselines3" in headings and "plain PyTorch loop" in headings, headings
+
+
+def test_instructor_page_has_a_syllabus_and_run_times_per_notebook():
+    soup = page(Path("book/instructors"))
+    text = " ".join(t.get_text(" ", strip=True) for t in soup.select("table"))
+    missing = sorted(rel.stem for rel in CHAPTERS if rel.stem not in text)
+    assert not missing, f"chapters missing from the instructor page's tables: {missing}"
+    assert "quick mode (s)" in text, "no run-time table (benchmarks/results/book_times.md) on the instructor page"
