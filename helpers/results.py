@@ -120,6 +120,42 @@ def markdown_tables(results: Sequence[Mapping]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The landing page's "headline result" of each chapter: which recorded metric, and how to say it.
+HEADLINES = {
+    "mlp": ("mnist_test_acc", "MNIST test accuracy {:.4f}"),
+    "cnn": ("cnn_test_acc", "MNIST test accuracy {:.4f}"),
+    "cnn_cifar10": ("test_acc", "CIFAR-10 test accuracy {:.4f}"),
+    "rnn": ("char_lm_val_loss_nats", "character LM validation loss {:.3f} nats"),
+    "lstm": ("seq_mnist_test_acc", "row-by-row MNIST test accuracy {:.4f}"),
+    "gru": ("gru_test_acc", "row-by-row MNIST test accuracy {:.4f}"),
+    "transformer": ("lm_val_loss_transformer", "character LM validation loss {:.3f} nats"),
+    "autoencoder": ("anomaly_auc_conv", "anomaly detection ROC AUC {:.3f}"),
+    "gan": ("frechet_dcgan", "DCGAN Fréchet distance {:.2f} (real data {frechet_real_floor:.2f})"),
+    "dbn": ("dbn_test_acc", "MNIST test accuracy {:.4f}"),
+    "capsnet": ("capsnet_test_acc", "MNIST test accuracy {:.4f}"),
+    "q_learning": ("frozenlake_slippery_greedy_value_ratio", "slippery FrozenLake: {:.1%} of the optimal value"),
+    "dqn": ("greedy_return_mean", "CartPole greedy return {:.1f} / 500"),
+    "ppo": ("cartpole_greedy_return", "CartPole greedy return {:.1f} / 500"),
+    "a2c": ("greedy_return", "CartPole greedy return {:.1f} / 500"),
+    "a3c": ("greedy_return", "CartPole greedy return {:.1f} / 500"),
+}
+
+
+def headline_table(results: Sequence[Mapping]) -> str:
+    """One row per chapter: its headline result, mode, run time and device (the landing page's algorithm map)."""
+    if not results:
+        return "No results recorded yet: run the notebooks (`make book`).\n"
+    lines = ["| chapter | headline result | mode | run time | device |", "|---|---|---|---:|---|"]
+    order = list(HEADLINES)      # the book's order; chapters not listed go last
+    for r in sorted(results, key=lambda r: order.index(r["chapter"]) if r["chapter"] in order else len(order)):
+        key, text = HEADLINES.get(r["chapter"], (None, ""))
+        value = r["metrics"].get(key) if key else None
+        said = text.format(value, **r["metrics"]) if isinstance(value, (int, float)) else "see the results page"
+        minutes = r["wall_time_s"] / 60
+        lines.append(f"| {r['chapter']} | {said} | {r['mode']} | {minutes:.1f} min | {r['device']} |")
+    return "\n".join(lines) + "\n"
+
+
 # Comparison plots of the results page. A chapter takes part by recording a curve under one of these names, as a
 # dict of two equal-length lists (x and y) and an optional legend label, e.g.
 # ``curves={"cartpole_return": {"label": "DQN", "steps": [...], "return": [...]}}``.
@@ -164,7 +200,8 @@ def comparison_plots(results: Sequence[Mapping], folder: Path) -> list[tuple[str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m helpers results OUT.md [MODE]``: write the results tables of MODE (default: current) to OUT.md."""
+    """``python -m helpers results OUT.md [MODE]``: write the results tables of MODE (default: current) to OUT.md,
+    the comparison plots and the landing page's ``_headlines.md`` beside it."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
         print(main.__doc__)
@@ -175,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures = "".join(f"\n![{title}]({name})\n" for name, title in plots)
     out.write_text((f"## Comparisons across chapters\n{figures}\n## Every chapter\n\n" if plots else "")
                    + markdown_tables(results))
+    (out.parent / "_headlines.md").write_text(headline_table(results))      # included by the landing page
     print(f"{len(results)} chapter results, {len(plots)} comparison plots -> {out}")
     return 0
 

@@ -47,6 +47,7 @@ def test_main_writes_the_page(folder, tmp_path):
     assert "| mlp | quick |" in out.read_text()
     assert results.main([]) == 2
     assert "comparison" not in out.read_text().lower()          # no chapter recorded a comparison curve
+    assert "| mlp | see the results page | quick |" in (tmp_path / "_headlines.md").read_text()  # no headline metric
 
 
 def test_comparison_plots_from_recorded_curves(folder, tmp_path):
@@ -61,6 +62,14 @@ def test_comparison_plots_from_recorded_curves(folder, tmp_path):
     assert "![CartPole-v1" in text and "_results_cartpole.png" in text and "_results_recall.png" not in text
     png = tmp_path / "_results_cartpole.png"
     assert png.exists() and png.stat().st_size > 5_000
+
+
+def test_headline_table_formats_known_chapters_and_tolerates_others(folder):
+    results.record("gan", {"frechet_dcgan": 3.25, "frechet_real_floor": 0.5}, device=torch.device("cpu"))
+    results.record("new_chapter", {"x": 1}, device=torch.device("cpu"))
+    table = results.headline_table(results.load_results())
+    assert "DCGAN Fréchet distance 3.25 (real data 0.50)" in table and "| new_chapter | see the results page |" in table
+    assert "No results" in results.headline_table([])
 
 
 def test_package_command_line(folder, tmp_path):

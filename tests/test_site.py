@@ -93,3 +93,12 @@ def test_instructor_page_has_a_syllabus_and_run_times_per_notebook():
     missing = sorted(rel.stem for rel in CHAPTERS if rel.stem not in text)
     assert not missing, f"chapters missing from the instructor page's tables: {missing}"
     assert "quick mode (s)" in text, "no run-time table (benchmarks/results/book_times.md) on the instructor page"
+
+
+def test_landing_page_shows_every_chapters_headline_result():
+    soup = page(Path("book/intro"))
+    rows = {tr.select("td")[0].get_text(strip=True): tr.get_text(" ", strip=True)
+            for table in soup.select("table") for tr in table.select("tbody tr") if tr.select("td")}
+    missing = sorted(rel.stem for rel in CHAPTERS if rel.stem not in rows)
+    assert not missing, f"chapters without a headline result on the landing page: {missing}"
+    assert all(re.search(r"\d", rows[rel.stem]) for rel in CHAPTERS), "a headline row without a measured number"
