@@ -85,3 +85,27 @@ def test_book_times_knows_every_notebook_and_renders_partial_runs():
 
 def test_markdown_page_without_results_says_how_to_make_them(tmp_path):
     assert "make bench" in report.write_markdown(tmp_path).read_text()
+
+
+def test_cifar_reads_time_to_target_from_the_chapters_record(tmp_path, monkeypatch):
+    """The GPU comparison runs the chapter and reads its record: checked here with a stand-in notebook."""
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import helpers\n"
+        "helpers.results.record('cnn_cifar10', {'test_acc': 0.951}, data='CIFAR-10 (test)',\n"
+        "    curves={'epoch_train_time_s': [2.0, 3.0, 4.0], 'epoch_test_acc': [0.90, 0.945, 0.951]})")])
+    fake = tmp_path / "cnn_cifar10.ipynb"
+    nbformat.write(nb, fake)
+    monkeypatch.setattr(cifar_airbench, "NOTEBOOK", fake)
+    out = cifar_airbench.ours(tmp_path / "results")
+    assert out["time_to_target_s"] == pytest.approx(5.0) and out["final_acc"] == pytest.approx(0.951)
+    assert out["epochs"] == 3 and out["data"] == "CIFAR-10 (test)"
+
+
+def test_airbench_gets_the_images_in_its_own_format(tmp_path, fake_data_dir, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setenv("DLBOOK_DATA", str(fake_data_dir))
+    cifar_airbench._write_airbench_data(tmp_path / "cifar10")
+    train = torch.load(tmp_path / "cifar10" / "train.pt")
+    assert train["images"].shape == (20, 32, 32, 3) and train["images"].dtype == torch.uint8
+    assert train["labels"].dtype == torch.long and len(train["classes"]) == 10
