@@ -12,15 +12,13 @@ Without a CUDA GPU the comparison is skipped and says so: it is a GPU benchmark 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import report
+from . import book_times, report
 
 TARGET = 0.94
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,29 +27,13 @@ NOTEBOOK = ROOT / "book" / "deep_learning" / "cnn_cifar10.ipynb"
 
 def ours(results_dir: Path) -> dict:
     """Execute the chapter in full mode; return its per-epoch curve and final accuracy from its results record."""
-    import nbformat
-    from nbclient import NotebookClient
-
-    env = {"DLBOOK_QUICK": "0", "DLBOOK_RESULTS": str(results_dir), "TQDM_DISABLE": "1"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        nb = nbformat.read(NOTEBOOK, as_version=4)
-        start = time.perf_counter()
-        NotebookClient(nb, timeout=-1, resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
-        notebook_s = time.perf_counter() - start
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    run = book_times.execute(NOTEBOOK, "full", results_dir)
+    if not run["passed"]:
+        raise RuntimeError(f"{NOTEBOOK.name} failed in full mode: {run['error']}")
     rec = json.loads((results_dir / "full" / "cnn_cifar10.json").read_text())
     times, accs = rec["curves"]["epoch_train_time_s"], rec["curves"]["epoch_test_acc"]
-    elapsed, reached = 0.0, None
-    for t, a in zip(times, accs):
-        elapsed += t
-        if a >= TARGET and reached is None:
-            reached = elapsed
-    return {"time_to_target_s": reached, "final_acc": rec["metrics"]["test_acc"], "train_s": sum(times),
-            "epochs": len(times), "notebook_s": notebook_s, "data": rec["data"]}
+    return {"time_to_target_s": report.time_to_target(times, accs, TARGET), "final_acc": rec["metrics"]["test_acc"],
+            "train_s": sum(times), "epochs": len(times), "notebook_s": run["wall_s"], "data": rec["data"]}
 
 
 def _write_airbench_data(folder: Path) -> None:

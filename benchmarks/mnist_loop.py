@@ -73,15 +73,6 @@ def helpers_loop(model: torch.nn.Module, train_loader, test_loader, epochs: int)
             for e, t, a, loss in zip(history["epoch"], history["time_s"], history["val_acc"], history["train_loss"])]
 
 
-def time_to(rows: list[dict], target: float) -> float | None:
-    total = 0.0
-    for row in rows:
-        total += row["train_s"]
-        if row["test_acc"] >= target:
-            return total
-    return None
-
-
 def run(epochs: int = 8, repeats: int = 4, threads: int | None = None, n_train: int | None = None) -> dict:
     """Train both sides ``repeats`` times (alternating which goes first) for ``epochs`` epochs each."""
     import helpers
@@ -110,7 +101,8 @@ def run(epochs: int = 8, repeats: int = 4, threads: int | None = None, n_train: 
             print(f"{name:12s} round {rep + 1}: {wall[name][-1]:.1f} s, test acc {last['test_acc']:.4f}", flush=True)
     summary = {}
     for name in sides:
-        reach = [time_to(r, target) for r in runs[name]]
+        reach = [report.time_to_target([row["train_s"] for row in r], [row["test_acc"] for row in r], target)
+                 for r in runs[name]]
         summary[name] = {"time_to_target_s": reach, "wall_s": wall[name],
                          "epoch_train_s": [row["train_s"] for r in runs[name] for row in r],
                          "test_acc": [row["test_acc"] for row in runs[name][0]]}

@@ -76,6 +76,16 @@ def mean_std(values: Sequence[float], fmt: str = "{:,.0f}") -> str:
     return text if len(vals) == len(values) else f"{text} ({len(vals)}/{len(values)} runs)"
 
 
+def time_to_target(seconds: Sequence[float], accuracies: Sequence[float], target: float) -> float | None:
+    """Training seconds summed over epochs up to the first whose accuracy reaches ``target`` (None if none does)."""
+    total = 0.0
+    for t, acc in zip(seconds, accuracies):
+        total += t
+        if acc >= target:
+            return total
+    return None
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str | None = None) -> list[str]:
     """A Markdown table; ``align`` is one character per column (``l`` or ``r``), default: first left, rest right."""
     align = align or "l" + "r" * (len(header) - 1)

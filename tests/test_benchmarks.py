@@ -58,8 +58,8 @@ def test_mnist_loops_compute_the_same_numbers(tmp_path):
 
 
 def test_time_to_target_sums_training_time_until_reached():
-    rows = [{"train_s": 2.0, "test_acc": 0.9}, {"train_s": 3.0, "test_acc": 0.99}, {"train_s": 4.0, "test_acc": 1.0}]
-    assert mnist_loop.time_to(rows, 0.99) == 5.0 and mnist_loop.time_to(rows, 1.01) is None
+    seconds, accs = [2.0, 3.0, 4.0], [0.9, 0.99, 1.0]
+    assert report.time_to_target(seconds, accs, 0.99) == 5.0 and report.time_to_target(seconds, accs, 1.01) is None
 
 
 def test_cifar_comparison_skips_cleanly_without_a_gpu(tmp_path):
