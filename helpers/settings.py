@@ -67,12 +67,17 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
-def seed_everything(seed: int = 0, deterministic: bool = True) -> int:
+def seed_everything(seed: int = 0, deterministic: bool = True, tf32: bool = False) -> int:
     """Seed Python, NumPy and PyTorch (all devices) so a chapter re-runs to the same numbers.
 
     With ``deterministic=True`` cuDNN picks deterministic kernels too. Some GPU kernels have no
     deterministic version; we do not force ``torch.use_deterministic_algorithms`` because it would
     make those chapters crash rather than be slightly non-reproducible on GPU. On CPU runs repeat exactly.
+
+    TF32 (NVIDIA's float32 mode with a 10-bit mantissa) is set explicitly rather than left to PyTorch's
+    defaults, which differ between matrix products (off) and cuDNN convolutions and RNNs (on). Off by default,
+    so that float32 means float32 on every device and a hand-written layer can be compared with ``torch.nn``;
+    training that wants GPU speed asks for it through mixed precision (``helpers.fit`` does) or ``tf32=True``.
     """
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
@@ -82,6 +87,8 @@ def seed_everything(seed: int = 0, deterministic: bool = True) -> int:
     if deterministic:
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
     return seed
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import nbformat
 
-_SOLUTION = re.compile(r":::\{admonition\}[^\n]*\n:class: dropdown\n.*?\n:::\n?", re.S)
+_SOLUTION = re.compile(r"<details class=\"solution\">.*?</details>\n?", re.S)
 _ROLE = re.compile(r"\{(cite|cite:[a-z]+)\}`([^`]+)`")
 _DOC = re.compile(r"\{doc\}`([^`<]+?)\s*<[^`]+>`")
 

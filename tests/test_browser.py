@@ -100,10 +100,10 @@ def test_chapter_page_in_browser(browser, base_url, rel):
     broken = [src for src, width in images if width <= 0]
     assert not broken, f"{rel}: figures that do not decode: {broken}"
 
-    toggles = browser.find_elements("css selector", "button.toggle-button")
+    toggles = browser.find_elements("css selector", "details.solution > summary")
     assert len(toggles) >= 3, f"{rel}: expected solution toggles, found {len(toggles)}"
-    admonition = toggles[0].find_element("xpath", "./ancestor::div[contains(@class, 'admonition')][1]")
-    body = admonition.find_elements("css selector", "p, div.highlight")[-1]
+    solution = toggles[0].find_element("xpath", "..")
+    body = solution.find_elements("css selector", "p, div.highlight")[-1]
     assert not body.is_displayed(), f"{rel}: solutions must start hidden"
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", toggles[0])
     toggles[0].click()

@@ -51,7 +51,11 @@ def test_follows_the_chapter_template(path):
     for heading in ("## Learning objectives", "## Claims checked", "## Exercises", "## Summary", "## References",
                     "## Quality gates"):
         assert re.search(rf"^{re.escape(heading)}\b", markdown, re.M), f"{path.name}: missing section {heading!r}"
-    assert markdown.count(":class: dropdown") >= 3, "at least three exercises with solutions behind a toggle"
+    # An HTML <details> block renders collapsed in Jupyter, Colab and on the website alike; a MyST dropdown
+    # would print its solution as plain text in Jupyter and Colab.
+    assert markdown.count('<details class="solution">') >= 3, "at least three exercises with hidden solutions"
+    assert markdown.count("<details") == markdown.count("</details>"), "an unclosed <details> block"
+    assert ":class: dropdown" not in markdown, "solutions go in <details>, not MyST dropdowns (shown in Colab)"
     assert "{bibliography}" not in markdown, "list citations with {cite:t}; the bibliography lives in book/references.md"
     code_text = "\n".join(source(c) for c in cells if c["cell_type"] == "code")
     assert re.search(r"\bcheck\(\"\w+\"", code_text), "at least one auto-checked exercise (helpers.exercises.check)"

@@ -36,3 +36,11 @@ def test_seeding_repeats_exactly():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     with pytest.raises(ValueError):
         seed_everything(-1)
+
+
+def test_seed_everything_sets_tf32_explicitly():
+    """float32 means float32 on a GPU too, unless a chapter asks for TF32 (the flags exist without CUDA)."""
+    seed_everything(0, tf32=True)
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    seed_everything(0)
+    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32

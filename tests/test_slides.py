@@ -21,8 +21,8 @@ def chapter() -> nbformat.NotebookNode:
         setup,
         nbformat.v4.new_markdown_cell("## Model\n\nSee {doc}`the CNN <cnn>`."),
         nbformat.v4.new_code_cell("x = 1"),
-        nbformat.v4.new_markdown_cell("## Exercises\n\n1. Do it.\n\n:::{admonition} Solution\n:class: dropdown\n"
-                                      "secret answer\n:::\n"),
+        nbformat.v4.new_markdown_cell("## Exercises\n\n1. Do it.\n\n<details class=\"solution\">\n"
+                                      "<summary>Solution</summary>\n\nsecret answer\n\n</details>\n"),
         nbformat.v4.new_markdown_cell("## Quality gates\n\nAsserts."),
         nbformat.v4.new_code_cell("assert x == 1"),
     ]
