@@ -9,7 +9,7 @@ EXECUTED   := _build/executed
 MATHJAX    := _build/mathjax/package/es5
 RESULTS    := $(CURDIR)/_build/results
 
-.PHONY: install book book-quick test unit notebooks site-quick slides bench bench-book repo-url clean
+.PHONY: install book book-quick test unit notebooks site-quick slides bench bench-book gpu-check repo-url clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +92,15 @@ bench: install
 MODE ?= full
 bench-book: install
 	$(PY) -m benchmarks book --mode $(MODE)
+
+## The device matrix: every notebook in quick and full mode on this machine, JOBS at a time, each stopped with the
+## rest after DEADLINE seconds; writes benchmarks/results/devices.{json,md} (the results page shows it). Meant for a
+## GPU machine (with DLBOOK_DATA holding the complete data sets); without a GPU, full mode runs only FULL="mlp cnn".
+JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n / 2 > 2 ? n / 2 : 2 )))
+DEADLINE ?= 3600
+FULL ?=
+gpu-check: install
+	TQDM_DISABLE=1 $(PY) -m benchmarks devices --jobs $(JOBS) --deadline $(DEADLINE) --full $(FULL)
 
 ## Point the book at another repository (a fork): make repo-url URL=https://github.com/you/dlbook
 repo-url:

@@ -1,4 +1,5 @@
-"""``python -m benchmarks [rl] [mnist] [cifar]`` and ``python -m benchmarks book --mode full|quick``.
+"""``python -m benchmarks [rl] [mnist] [cifar]``, ``python -m benchmarks book --mode full|quick`` and
+``python -m benchmarks devices`` (the device matrix, ``make gpu-check``).
 
 Without names it runs the three comparisons (the CIFAR-10 one only does something on a GPU), writes one JSON
 file per comparison to ``benchmarks/results/`` and regenerates ``benchmarks/results/benchmarks.md``, which the
@@ -12,26 +13,35 @@ import json
 import time
 from pathlib import Path
 
-from . import book_times, cifar_airbench, mnist_loop, report, rl_sb3
+from . import book_times, cifar_airbench, devices, mnist_loop, report, rl_sb3
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", metavar="{rl,mnist,cifar,book}",
+    parser.add_argument("names", nargs="*", metavar="{rl,mnist,cifar,book,devices}",
                         help="comparisons to run (default: rl mnist cifar)")
     parser.add_argument("--seeds", type=int, default=5, help="RL seeds per side (default 5)")
-    parser.add_argument("--jobs", type=int, default=2, help="RL runs at the same time, one CPU thread each")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="RL runs (one CPU thread each) or notebooks (devices) at the same time")
     parser.add_argument("--epochs", type=int, default=8, help="MNIST epochs per run")
     parser.add_argument("--repeats", type=int, default=4, help="MNIST runs per side")
     parser.add_argument("--mode", choices=["full", "quick"], default="full", help="book: the notebooks' mode")
-    parser.add_argument("--notebooks", nargs="*", help="book: only these notebooks (by name, e.g. cnn dqn)")
+    parser.add_argument("--notebooks", nargs="*", help="book, devices: only these notebooks (e.g. cnn dqn)")
+    parser.add_argument("--modes", nargs="+", choices=["quick", "full"], default=["quick", "full"],
+                        help="devices: the modes to run (full mode runs on a CPU only for --full notebooks)")
+    parser.add_argument("--full", nargs="*", default=[], metavar="NOTEBOOK",
+                        help="devices: notebooks to run in full mode even without a GPU (the cheap ones)")
+    parser.add_argument("--seed", type=int, help="devices: run with the notebooks' SEED line set to this")
+    parser.add_argument("--deadline", type=float, help="devices: stop everything after this many seconds")
+    parser.add_argument("--threads", type=int, help="devices: CPU threads per notebook (default cores/jobs)")
+    parser.add_argument("--keep", type=Path, help="devices: save the executed notebooks in this folder")
     parser.add_argument("--out", type=Path, default=report.RESULTS, help="folder for the JSON and Markdown")
     args = parser.parse_args(argv)
     names = args.names or ["rl", "mnist", "cifar"]
-    unknown = sorted(set(names) - {"rl", "mnist", "cifar", "book"})
+    unknown = sorted(set(names) - {"rl", "mnist", "cifar", "book", "devices"})
     if unknown:
-        parser.error(f"unknown comparison(s) {unknown}: choose from rl, mnist, cifar, book")
+        parser.error(f"unknown comparison(s) {unknown}: choose from rl, mnist, cifar, book, devices")
 
     start = time.perf_counter()
     for name in names:
@@ -47,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
             path = args.out / "book_times.json"
             previous = json.loads(path.read_text()) if path.exists() else None
             report.save("book_times", book_times.run(args.mode, args.notebooks, previous), args.out)
+        elif name == "devices":
+            path = args.out / "devices.json"
+            previous = json.loads(path.read_text()) if path.exists() else None
+            result = devices.run(args.modes, args.notebooks, jobs=args.jobs, threads=args.threads,
+                                 deadline_s=args.deadline, seed=args.seed, full_on_cpu=args.full,
+                                 previous=previous, keep=args.keep)
+            report.save("devices", result, args.out)
         print(f"== {name} done in {time.perf_counter() - t:.0f} s", flush=True)
     md = report.write_markdown(args.out)
     print(f"all done in {time.perf_counter() - start:.0f} s -> {md}")

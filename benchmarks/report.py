@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ORDER = ["rl_sb3", "mnist_loop", "cifar_airbench", "book_times"]   # sections of the Markdown page
+ORDER = ["devices", "rl_sb3", "mnist_loop", "cifar_airbench", "book_times"]   # sections of the Markdown page
 
 
 def machine() -> dict:
@@ -97,9 +97,9 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str | 
 def write_markdown(folder: Path | None = None) -> Path:
     """Collect every ``<name>.json`` in ``folder`` into ``benchmarks.md`` (sections in :data:`ORDER`); each section
     is also written alone to ``<name>.md``."""
-    from . import book_times, cifar_airbench, mnist_loop, rl_sb3
+    from . import book_times, cifar_airbench, devices, mnist_loop, rl_sb3
 
-    renderers = {"rl_sb3": rl_sb3.markdown, "mnist_loop": mnist_loop.markdown,
+    renderers = {"devices": devices.markdown, "rl_sb3": rl_sb3.markdown, "mnist_loop": mnist_loop.markdown,
                  "cifar_airbench": cifar_airbench.markdown, "book_times": book_times.markdown}
     folder = Path(folder or RESULTS)
     found = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
@@ -108,7 +108,8 @@ def write_markdown(folder: Path | None = None) -> Path:
         if name in found:
             section = renderers[name](found[name]) + [""]
             (folder / f"{name}.md").write_text("\n".join(section))    # one section alone (the instructor page)
-            lines += section
+            if name != "devices":                                    # its own section of the results page
+                lines += section
     if not lines:
         lines = ["No benchmark has been run yet: `make bench` (CPU part) or `make bench-book`.", ""]
     out = folder / "benchmarks.md"

@@ -70,10 +70,21 @@ class DataNotFoundError(RuntimeError):
     """The data set is neither in ``DLBOOK_DATA`` nor downloadable. The message says what to put where."""
 
 
+def data_dirs() -> list[Path]:
+    """The data folders, searched in order: ``DLBOOK_DATA`` (one folder, or several separated by ``os.pathsep``,
+    e.g. ``complete:offline-subset``), else ``~/.cache/dlbook/data``.
+
+    Several folders let one setting serve every data set from wherever it is kept, complete copies first.
+    """
+    parts = [p.strip() for p in os.environ.get("DLBOOK_DATA", "").split(os.pathsep) if p.strip()]
+    if not parts:
+        return [Path.home() / ".cache" / "dlbook" / "data"]
+    return [Path(p).expanduser().resolve() for p in parts]
+
+
 def data_dir() -> Path:
-    """The data folder: ``DLBOOK_DATA`` if set, else ``~/.cache/dlbook/data``."""
-    env = os.environ.get("DLBOOK_DATA", "").strip()
-    return Path(env).expanduser().resolve() if env else Path.home() / ".cache" / "dlbook" / "data"
+    """The first data folder: where a download goes when no folder holds the data set (see :func:`data_dirs`)."""
+    return data_dirs()[0]
 
 
 class ImageArrayDataset(Dataset):
@@ -135,8 +146,8 @@ def load_dataset(name: str, train: bool = True, *, augment: bool = False,
     if name not in _SPECS:
         raise ValueError(f"unknown data set {name!r}; choose one of {sorted(_SPECS)}")
     spec = _SPECS[name]
-    folder = Path(root).expanduser().resolve() if root is not None else data_dir()
-    images, labels, source = _load_arrays(name, spec, folder, train)
+    folders = [Path(root).expanduser().resolve()] if root is not None else data_dirs()
+    images, labels, source = _load_arrays(name, spec, folders, train)
     transform = _augmentation(name) if augment else None
     return ImageArrayDataset(images, labels, spec["mean"], spec["std"], classes=spec["classes"],
                              transform=transform, source=source)
@@ -163,21 +174,24 @@ def is_full_data(name: str, train_set: Dataset) -> bool:
     return len(train_set) >= FULL_TRAIN_SIZE[name]
 
 
-def _load_arrays(name: str, spec: dict, folder: Path, train: bool) -> tuple[np.ndarray, np.ndarray, str]:
-    if all((folder / f).exists() for f in spec["tv_files"]):
-        return _from_torchvision(name, folder, train, download=False) + (f"torchvision files in {folder}",)
-    npz = folder / spec["npz"]
-    if npz.exists():
-        with np.load(npz) as archive:
-            split = "train" if train else "test"
-            return archive[f"x_{split}"], archive[f"y_{split}"], f"offline copy {npz}"
+def _load_arrays(name: str, spec: dict, folders: list[Path], train: bool) -> tuple[np.ndarray, np.ndarray, str]:
+    for folder in folders:      # the first folder that holds the data set wins; in it, torchvision's files first
+        if all((folder / f).exists() for f in spec["tv_files"]):
+            return _from_torchvision(name, folder, train, download=False) + (f"torchvision files in {folder}",)
+        npz = folder / spec["npz"]
+        if npz.exists():
+            with np.load(npz) as archive:
+                split = "train" if train else "test"
+                return archive[f"x_{split}"], archive[f"y_{split}"], f"offline copy {npz}"
+    folder = folders[0]
     if not _reachable(*spec["host"]):
-        raise DataNotFoundError(_missing_message(spec, folder)) from None
+        raise DataNotFoundError(_missing_message(spec, folders)) from None
     try:
         folder.mkdir(parents=True, exist_ok=True)
         return _from_torchvision(name, folder, train, download=True) + (f"torchvision download into {folder}",)
     except Exception as err:  # network dropped mid-way, disk full, mirror gone, ...
-        raise DataNotFoundError(f"downloading {spec['title']} failed ({err}).\n" + _missing_message(spec, folder)) from None
+        raise DataNotFoundError(f"downloading {spec['title']} failed ({err}).\n"
+                                + _missing_message(spec, folders)) from None
 
 
 def _from_torchvision(name: str, folder: Path, train: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -188,12 +202,14 @@ def _from_torchvision(name: str, folder: Path, train: bool, download: bool) -> t
     return np.asarray(ds.data), np.asarray(ds.targets)
 
 
-def _missing_message(spec: dict, folder: Path) -> str:
+def _missing_message(spec: dict, folders: list[Path]) -> str:
     env = os.environ.get("DLBOOK_DATA")
     where = f"DLBOOK_DATA={env}" if env else "DLBOOK_DATA is not set, so the default folder was used"
     tv = ", ".join(spec["tv_files"])
-    return (f"{spec['title']} is not in {folder} ({where}) and cannot be downloaded: no network.\n"
-            f"Fix: set the environment variable DLBOOK_DATA to a folder that holds either\n"
+    return (f"{spec['title']} is not in {os.pathsep.join(map(str, folders))} ({where}) and cannot be downloaded: "
+            f"no network.\n"
+            f"Fix: set the environment variable DLBOOK_DATA to a folder (or several, separated by "
+            f"'{os.pathsep}') that holds either\n"
             f"  - torchvision's files: {tv}, or\n"
             f"  - {spec['npz']} with uint8 arrays x_train, y_train, x_test, y_test;\n"
             f"or run once with internet access so torchvision can download it.")

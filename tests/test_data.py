@@ -1,3 +1,4 @@
+import os
 import time
 
 import numpy as np
@@ -47,6 +48,24 @@ def test_no_copy_and_no_network_is_one_fast_clear_error(tmp_path, monkeypatch):
     message = str(err.value)
     assert "DLBOOK_DATA" in message and "mnist.npz" in message and "MNIST/raw/train-images-idx3-ubyte" in message
     assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_several_data_folders_are_searched_in_order(fake_data_dir, tmp_path, monkeypatch):
+    """DLBOOK_DATA=complete:subset serves each data set from the first folder that holds it."""
+    first = tmp_path / "complete"
+    first.mkdir()
+    rng = np.random.default_rng(1)
+    np.savez(first / "mnist.npz", x_train=rng.integers(0, 256, (30, 28, 28), dtype=np.uint8),
+             y_train=np.zeros(30, np.uint8), x_test=rng.integers(0, 256, (8, 28, 28), dtype=np.uint8),
+             y_test=np.zeros(8, np.uint8))
+    monkeypatch.setenv("DLBOOK_DATA", os.pathsep.join([str(tmp_path / "absent"), str(first), str(fake_data_dir)]))
+    assert data_module.data_dirs()[1] == first and data_module.data_dir() == tmp_path / "absent"
+    assert len(load_mnist()) == 30 and str(first) in load_mnist().source        # from the second folder
+    assert len(load_cifar10()) == 20 and str(fake_data_dir) in load_cifar10().source   # only in the third
+    monkeypatch.setattr(data_module, "_reachable", lambda host, port, timeout=3.0: False)
+    monkeypatch.setenv("DLBOOK_DATA", os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
+    with pytest.raises(DataNotFoundError, match="b"):
+        load_mnist()
 
 
 def test_unreachable_host_check_is_bounded_in_time():

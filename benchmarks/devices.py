@@ -1,0 +1,263 @@
+"""Where every chapter was last run: the device matrix (``make gpu-check`` = ``python -m benchmarks devices``).
+
+Every notebook is executed in quick and/or full mode on the machine at hand, several at a time, each in a fresh
+kernel in its own process group (so a deadline can stop it, kernel included), and each outcome is written to
+``benchmarks/results/devices.json``: passed, or the assertion that failed; wall time; device name; torch version;
+commit; date. Rows are keyed by (device, mode, notebook, seed), so runs on a CPU and on a GPU, or with other seeds,
+sit side by side and a new run replaces only its own rows. The results page shows the matrix.
+
+``--seed N`` runs the notebooks with their one ``SEED = 0`` line changed to ``SEED = N`` (what a reader who changes
+the seed gets); the quality gates must hold for any seed.
+
+Without a GPU, full mode runs only the notebooks named with ``--full`` (it takes hours on a CPU for some chapters).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from . import report
+from .book_times import notebooks_in_toc
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED_LINE = re.compile(r"^SEED = \d+", re.M)
+
+
+def with_seed(nb, seed: int):
+    """The notebook with its one ``SEED = ...`` line set to ``seed`` (ValueError if there is not exactly one)."""
+    hits = 0
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.source, n = SEED_LINE.subn(f"SEED = {seed}", cell.source)
+            hits += n
+    if hits != 1:
+        raise ValueError(f"expected one 'SEED = <int>' line, found {hits}")
+    return nb
+
+
+def last_error_line(text: str) -> str:
+    """The line that says what failed (``AssertionError: ...``) from nbclient's error text, ANSI codes removed."""
+    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b", line):
+            return line[:300]
+    return lines[-1][:300] if lines else "failed"
+
+
+def execute_one(path: Path, mode: str, seed: int | None, results_dir: Path, out: Path | None = None) -> dict:
+    """Run one notebook in this process (the child side of :func:`run`); return its row."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    os.environ.update(DLBOOK_QUICK="1" if mode == "quick" else "0", DLBOOK_RESULTS=str(results_dir),
+                      TQDM_DISABLE="1", MPLBACKEND="Agg")
+    nb = nbformat.read(path, as_version=4)
+    if seed is not None:
+        with_seed(nb, seed)
+    error = None
+    start = time.perf_counter()
+    try:
+        NotebookClient(nb, timeout=-1, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    except Exception as err:     # a failing cell: its assertion is the result
+        error = last_error_line(str(err)) or type(err).__name__
+    wall = time.perf_counter() - start
+    if out is not None:
+        nbformat.write(nb, out)
+    return {"wall_s": round(wall, 1), "passed": error is None, "error": error}
+
+
+def device_info() -> dict:
+    """What the notebooks will run on here: ``helpers.get_device()``'s choice, named."""
+    import torch
+
+    import helpers
+
+    device = helpers.get_device()
+    m = report.machine()
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"{device.type.upper()} ({m['cpu']}, {m['cores']} cores)"
+    return {"device": name, "device_type": device.type, "torch": torch.__version__, "python": m["python"],
+            "cores": m["cores"]}
+
+
+def commit() -> str:
+    """The commit the notebooks came from, ``+changes`` if the book or helpers differ from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "book", "helpers") else "")
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)   # the notebook's kernel is in the same process group
+    except ProcessLookupError:
+        pass
+
+
+def run(modes: Sequence[str], notebooks: Sequence[str] | None = None, *, jobs: int = 2,
+        threads: int | None = None, deadline_s: float | None = None, seed: int | None = None,
+        full_on_cpu: Sequence[str] = (), previous: Mapping | None = None, keep: Path | None = None,
+        paths: Sequence[Path] | None = None) -> dict:
+    """Execute every (notebook, mode), ``jobs`` at a time, and merge the rows into ``previous``.
+
+    ``deadline_s`` bounds the whole run: what is still running then is stopped and reported as such, and what
+    has not started is not run. ``threads`` (default: cores / jobs) sets each notebook's CPU threads.
+    ``paths`` replaces the book's notebooks (tests).
+    """
+    info = device_info()
+    if paths is None:
+        paths = [p for p in notebooks_in_toc() if not notebooks or p.stem in notebooks]
+    if notebooks and len(paths) != len(set(notebooks)):
+        raise ValueError(f"unknown notebook in {list(notebooks)}; known: {[p.stem for p in notebooks_in_toc()]}")
+    todo = []
+    for mode in modes:
+        for path in paths:
+            if mode == "full" and info["device_type"] == "cpu" and path.stem not in full_on_cpu:
+                continue
+            todo.append((path, mode))
+    threads = threads or max(1, (os.cpu_count() or 1) // max(1, jobs))
+    stamp = {**info, "commit": commit(), "date": dt.date.today().isoformat(), "jobs": jobs, "threads": threads}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    rows = {_key(r): r for r in (previous or {}).get("runs", [])}
+    start = time.perf_counter()
+    running: list[tuple[subprocess.Popen, Path, str, Path, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+
+        def finish(proc, path, mode, out_json, t0, killed=False):
+            if killed:
+                row = {"wall_s": round(time.perf_counter() - t0, 1), "passed": False,
+                       "error": f"stopped at the deadline ({deadline_s:.0f} s)"}
+            elif out_json.exists():
+                row = json.loads(out_json.read_text())
+            else:
+                row = {"wall_s": round(time.perf_counter() - t0, 1), "passed": False,
+                       "error": f"the runner exited with code {proc.returncode}"}
+            row.update(notebook=path.stem, mode=mode, seed=0 if seed is None else seed, **stamp)
+            rows[_key(row)] = row
+            verdict = "passed" if row["passed"] else f"FAILED: {row['error']}"
+            print(f"{mode:5s} {path.stem:12s} {row['wall_s']:7.1f} s  {verdict}", flush=True)
+
+        while todo or running:
+            late = deadline_s is not None and time.perf_counter() - start > deadline_s
+            while todo and len(running) < jobs and not late:
+                path, mode = todo.pop(0)
+                out_json = tmp / f"{mode}-{path.stem}.json"
+                cmd = [sys.executable, "-m", "benchmarks.devices", "--one", str(path), "--mode", mode,
+                       "--results", str(tmp / "results"), "--row", str(out_json)]
+                if seed is not None:
+                    cmd += ["--seed", str(seed)]
+                if keep is not None:
+                    keep.mkdir(parents=True, exist_ok=True)
+                    cmd += ["--keep", str(keep / f"{mode}-{path.stem}.ipynb")]
+                proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                running.append((proc, path, mode, out_json, time.perf_counter()))
+            if late:
+                for item in running:
+                    _kill(item[0])
+                    finish(*item, killed=True)
+                running = []
+                for path, mode in todo:
+                    print(f"{mode:5s} {path.stem:12s} not run (deadline)", flush=True)
+                todo = []
+                break
+            for item in list(running):
+                if item[0].poll() is not None:
+                    running.remove(item)
+                    finish(*item)
+            time.sleep(0.5)
+    return {"runs": sorted(rows.values(), key=_key)}
+
+
+def _key(row: Mapping) -> tuple:
+    return (row["device"], row["mode"], row["notebook"], row.get("seed", 0))
+
+
+def _cell(row: Mapping | None) -> str:
+    if row is None:
+        return "—"
+    return f"✓ {row['wall_s']:,.0f} s" if row["passed"] else f"✗ {row['wall_s']:,.0f} s ¹"
+
+
+def markdown(result: Mapping) -> list[str]:
+    """The matrix (notebooks × device and mode) for the committed seed, then the runs with other seeds."""
+    runs = result.get("runs", [])
+    order = [p.stem for p in notebooks_in_toc()]
+    main = [r for r in runs if r.get("seed", 0) == 0]
+    columns = sorted({(r["device"], r["mode"]) for r in main}, key=lambda c: (c[0], c[1] != "quick"))
+    lines = ["Every notebook executed in a fresh kernel, several at a time, by `make gpu-check` "
+             "(`python -m benchmarks devices`): ✓ passed every quality gate, ✗ failed (the assertion is listed "
+             "below the table); the time is the notebook's wall time with other notebooks running beside it.", ""]
+    if columns:
+        header = ["notebook"] + [f"{dev}, {mode}" for dev, mode in columns]
+        index = {(r["device"], r["mode"], r["notebook"]): r for r in main}
+        lines += report.table(header, [[n] + [_cell(index.get((d, m, n))) for d, m in columns] for n in order
+                                       if any((d, m, n) in index for d, m in columns)])
+        lines += ["", "Runs: " + "; ".join(_describe(main, d, m) for d, m in columns) + "."]
+        failed = [r for r in main if not r["passed"]]
+        if failed:
+            lines += ["", "¹ Failures:"] + [f"- {r['notebook']} ({r['device']}, {r['mode']}): `{r['error']}`"
+                                             for r in failed]
+    other = [r for r in runs if r.get("seed", 0) != 0]
+    if other:
+        lines += ["", "#### Other seeds", "",
+                  "The same notebooks with their one `SEED = 0` line changed: the quality gates must hold for "
+                  "any seed.", ""]
+        groups = sorted({(r["device"], r["mode"]) for r in other})
+        for dev, mode in groups:
+            rows = [r for r in other if (r["device"], r["mode"]) == (dev, mode)]
+            seeds = sorted({r["seed"] for r in rows})
+            index = {(r["notebook"], r["seed"]): r for r in rows}
+            lines += [f"{dev}, {mode} mode:", ""]
+            lines += report.table(["notebook"] + [f"SEED = {s}" for s in seeds],
+                                  [[n] + [_cell(index.get((n, s))) for s in seeds] for n in order
+                                   if any((n, s) in index for s in seeds)])
+            failed = [r for r in rows if not r["passed"]]
+            lines += [""] + [f"- ¹ {r['notebook']}, SEED = {r['seed']}: `{r['error']}`" for r in failed]
+            lines += [""] if failed else []
+    if not runs:
+        lines += ["No run recorded yet: `make gpu-check`."]
+    return lines
+
+
+def _describe(rows: Sequence[Mapping], device: str, mode: str) -> str:
+    sel = [r for r in rows if (r["device"], r["mode"]) == (device, mode)]
+    latest = max(sel, key=lambda r: r["date"])
+    return (f"{device}, {mode} mode: {latest['date']}, commit {latest['commit']}, torch {latest['torch']}, "
+            f"{latest['jobs']} notebooks at a time")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.devices")
+    parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="quick")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--results", type=Path)
+    parser.add_argument("--row", type=Path)
+    parser.add_argument("--keep", type=Path)
+    args = parser.parse_args(argv)
+    row = execute_one(args.one, args.mode, args.seed, args.results, args.keep)
+    args.row.write_text(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

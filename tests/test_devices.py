@@ -1,0 +1,71 @@
+"""The device matrix runner (make gpu-check): seeds, failures, deadlines and the table, on tiny notebooks."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from benchmarks import devices, report
+
+
+def notebook(path, *sources: str):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_with_seed_changes_the_one_seed_line():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import x\nSEED = 0\nSEEDS = [SEED + i for i in range(3)]")]
+    assert "SEED = 7\n" in devices.with_seed(nb, 7).cells[0].source
+    nb.cells.append(nbformat.v4.new_code_cell("SEED = 1"))
+    with pytest.raises(ValueError, match="found 2"):
+        devices.with_seed(nb, 3)
+
+
+def test_the_failing_assertion_is_the_reported_error():
+    text = "cell\n\x1b[31mAssertionError\x1b[39m: gate 0.9 missed\n"
+    assert devices.last_error_line(text) == "AssertionError: gate 0.9 missed"
+
+
+def test_run_records_passes_failures_seeds_and_the_deadline(tmp_path):
+    ok = notebook(tmp_path / "ok.ipynb", "SEED = 0", "assert SEED == 5, SEED")
+    bad = notebook(tmp_path / "bad.ipynb", "SEED = 0", "assert SEED == 0, f'seed {SEED}'")
+    slow = notebook(tmp_path / "slow.ipynb", "SEED = 0", "import time\ntime.sleep(60)")
+    result = devices.run(["quick"], jobs=2, threads=1, seed=5, deadline_s=20, paths=[ok, bad, slow])
+    rows = {r["notebook"]: r for r in result["runs"]}
+    assert rows["ok"]["passed"] and rows["ok"]["seed"] == 5 and rows["ok"]["mode"] == "quick"
+    assert not rows["bad"]["passed"] and rows["bad"]["error"] == "AssertionError: seed 5"
+    assert not rows["slow"]["passed"] and "deadline" in rows["slow"]["error"]
+    assert rows["slow"]["wall_s"] < 40
+    for key in ("device", "torch", "commit", "date"):
+        assert rows["ok"][key]
+
+
+def test_full_mode_on_a_cpu_only_for_the_named_notebooks(tmp_path, monkeypatch):
+    monkeypatch.setattr(devices, "device_info", lambda: {"device": "CPU (test)", "device_type": "cpu",
+                                                          "torch": "x", "python": "3", "cores": 2})
+    ok = notebook(tmp_path / "ok.ipynb", "SEED = 0")
+    other = notebook(tmp_path / "other.ipynb", "SEED = 0")
+    result = devices.run(["full"], jobs=1, threads=1, full_on_cpu=["ok"], paths=[ok, other])
+    assert [r["notebook"] for r in result["runs"]] == ["ok"]
+
+
+def test_matrix_markdown_keeps_devices_apart_and_lists_failures(tmp_path):
+    base = {"torch": "2.x", "commit": "abc", "date": "2026-11-27", "jobs": 2, "threads": 1, "seed": 0}
+    runs = [{**base, "device": "NVIDIA H100", "mode": "quick", "notebook": "mlp", "wall_s": 9.0, "passed": True,
+             "error": None},
+            {**base, "device": "CPU (x, 2 cores)", "mode": "quick", "notebook": "mlp", "wall_s": 12.0,
+             "passed": False, "error": "AssertionError: gate"},
+            {**base, "seed": 3, "device": "CPU (x, 2 cores)", "mode": "quick", "notebook": "gru", "wall_s": 30.0,
+             "passed": True, "error": None}]
+    text = "\n".join(devices.markdown({"runs": runs}))
+    assert "| notebook | CPU (x, 2 cores), quick | NVIDIA H100, quick |" in text
+    assert "| mlp | ✗ 12 s ¹ | ✓ 9 s |" in text
+    assert "mlp (CPU (x, 2 cores), quick): `AssertionError: gate`" in text
+    assert "SEED = 3" in text and "| gru | ✓ 30 s |" in text
+    report.save("devices", {"runs": runs}, tmp_path)
+    report.write_markdown(tmp_path)
+    assert "make gpu-check" in (tmp_path / "devices.md").read_text()
