@@ -21,19 +21,20 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 install: $(VENV)/.installed
 
 ## The website, full mode (the numbers readers see): HTML in _build/html. A GPU is advised (see README).
-## Two passes: the first executes the notebooks (they record their results), the second only renders the results
-## page from those records (notebooks come from Jupyter Book's execution cache).
+## First the chapters run side by side (JOBS at a time, the same runner as gpu-check) into Jupyter Book's execution
+## cache, recording their numbers for the results page; on a CPU it first prints what that will cost. Then the
+## build only renders (every notebook is found in the cache; a changed notebook runs again, an unchanged one not).
 book: install
-	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers results book/_results_tables.md full
-	DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(JB) build -W --keep-going .
+	DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(PY) -m benchmarks devices --modes full --full all --jobs $(JOBS) \
+	    --cache _build/.jupyter_cache --results $(RESULTS) --no-save
 	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers results book/_results_tables.md full
 	DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(JB) build -W --keep-going .
 	@echo "Open _build/html/index.html"
 
 ## The website in quick mode: small data, few epochs, minutes on a CPU. HTML in $(QUICK_SITE)/_build/html.
 book-quick: install
-	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers results book/_results_tables.md quick
-	DLBOOK_QUICK=1 DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(JB) build -W --keep-going --path-output $(QUICK_SITE) .
+	DLBOOK_QUICK=1 DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(PY) -m benchmarks devices --modes quick --jobs $(JOBS) \
+	    --cache $(QUICK_SITE)/_build/.jupyter_cache --results $(RESULTS) --no-save
 	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers results book/_results_tables.md quick
 	DLBOOK_QUICK=1 DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(JB) build -W --keep-going --path-output $(QUICK_SITE) .
 

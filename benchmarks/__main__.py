@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline", type=float, help="devices: stop everything after this many seconds")
     parser.add_argument("--threads", type=int, help="devices: CPU threads per notebook (default cores/jobs)")
     parser.add_argument("--keep", type=Path, help="devices: save the executed notebooks in this folder")
+    parser.add_argument("--cache", type=Path, help="devices: a jupyter-cache folder for the passed notebooks "
+                        "(make book: _build/.jupyter_cache)")
+    parser.add_argument("--results", type=Path, help="devices: where chapters record their numbers")
+    parser.add_argument("--no-save", action="store_true", help="devices: do not write devices.json (make book)")
     parser.add_argument("--out", type=Path, default=report.RESULTS, help="folder for the JSON and Markdown")
     args = parser.parse_args(argv)
     names = args.names or ["rl", "mnist", "cifar"]
@@ -44,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown comparison(s) {unknown}: choose from rl, mnist, cifar, book, devices")
 
     start = time.perf_counter()
+    status = 0
     for name in names:
         t = time.perf_counter()
         print(f"== {name}", flush=True)
@@ -60,14 +65,38 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "devices":
             path = args.out / "devices.json"
             previous = json.loads(path.read_text()) if path.exists() else None
+            if "full" in args.modes:
+                _print_estimate(args, previous)
             result = devices.run(args.modes, args.notebooks, jobs=args.jobs, threads=args.threads,
                                  deadline_s=args.deadline, seed=args.seed, full_on_cpu=args.full,
-                                 previous=previous, keep=args.keep)
-            report.save("devices", result, args.out)
+                                 previous=previous, keep=args.keep, cache=args.cache, results=args.results)
+            new = result.pop("new")
+            if not args.no_save:
+                report.save("devices", result, args.out)
+            failed = [r for r in new if not r["passed"]]
+            print(f"{len(new) - len(failed)} of {len(new)} notebook runs passed", flush=True)
+            if failed:
+                print("failed: " + "; ".join(f"{r['notebook']} {r['mode']} ({r['error']})" for r in failed))
+                status = 1
         print(f"== {name} done in {time.perf_counter() - t:.0f} s", flush=True)
     md = report.write_markdown(args.out)
     print(f"all done in {time.perf_counter() - start:.0f} s -> {md}")
-    return 0
+    return status
+
+
+def _print_estimate(args, previous) -> None:
+    """Before a full-mode run: what it will cost on this machine, from the recorded timings, and the way out."""
+    info = devices.device_info()
+    if info["device_type"] != "cpu" or not (args.full and ("all" in args.full or args.notebooks)):
+        return
+    names = args.notebooks or None
+    lines, total = devices.estimate("full", names, args.jobs, previous)
+    print(f"Full mode on {info['device']}: the real training budgets. Recorded wall times per chapter:")
+    print("\n".join(lines))
+    when = "unknown (some chapters were never timed here)" if total is None else f"about {total / 3600:.1f} h"
+    print(f"With {args.jobs} at a time: {when}. A GPU machine takes minutes (see the results page).\n"
+          "For the website in minutes on this machine: make book-quick (quick mode: small data, few epochs).\n"
+          "Progress is printed as each chapter finishes; Ctrl-C stops the run.", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ sit side by side and a new run replaces only its own rows. The results page show
 the seed gets); the quality gates must hold for any seed.
 
 Without a GPU, full mode runs only the notebooks named with ``--full`` (it takes hours on a CPU for some chapters).
+
+``make book`` uses the same runner to execute the chapters side by side into Jupyter Book's execution cache
+(``--cache``), after printing what the run will cost on this machine (:func:`estimate`); the build then only renders.
 """
 
 from __future__ import annotations
@@ -112,12 +115,15 @@ def _kill(proc: subprocess.Popen) -> None:
 def run(modes: Sequence[str], notebooks: Sequence[str] | None = None, *, jobs: int = 2,
         threads: int | None = None, deadline_s: float | None = None, seed: int | None = None,
         full_on_cpu: Sequence[str] = (), previous: Mapping | None = None, keep: Path | None = None,
-        paths: Sequence[Path] | None = None) -> dict:
+        paths: Sequence[Path] | None = None, cache: Path | None = None, results: Path | None = None,
+        heartbeat_s: float = 60.0) -> dict:
     """Execute every (notebook, mode), ``jobs`` at a time, and merge the rows into ``previous``.
 
     ``deadline_s`` bounds the whole run: what is still running then is stopped and reported as such, and what
     has not started is not run. ``threads`` (default: cores / jobs) sets each notebook's CPU threads.
-    ``paths`` replaces the book's notebooks (tests).
+    ``paths`` replaces the book's notebooks (tests). ``cache``: a jupyter-cache folder that receives every
+    notebook that passed (run with its own seed), as Jupyter Book's ``execute_notebooks: cache`` finds them.
+    ``results``: where the chapters record their numbers (default: a temporary folder).
     """
     info = device_info()
     if paths is None:
@@ -127,17 +133,25 @@ def run(modes: Sequence[str], notebooks: Sequence[str] | None = None, *, jobs: i
     todo = []
     for mode in modes:
         for path in paths:
-            if mode == "full" and info["device_type"] == "cpu" and path.stem not in full_on_cpu:
+            cpu_ok = path.stem in full_on_cpu or "all" in full_on_cpu
+            if mode == "full" and info["device_type"] == "cpu" and not cpu_ok:
+                continue
+            if cache is not None and seed is None and _in_cache(cache, path):
+                print(f"{mode:5s} {path.stem:12s} unchanged since its cached run: not run again", flush=True)
                 continue
             todo.append((path, mode))
     threads = threads or max(1, (os.cpu_count() or 1) // max(1, jobs))
     stamp = {**info, "commit": commit(), "date": dt.date.today().isoformat(), "jobs": jobs, "threads": threads}
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     rows = {_key(r): r for r in (previous or {}).get("runs", [])}
+    new: list[dict] = []
     start = time.perf_counter()
     running: list[tuple[subprocess.Popen, Path, str, Path, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        if cache is not None and keep is None:
+            keep = tmp / "executed"
+        beat = time.perf_counter()
 
         def finish(proc, path, mode, out_json, t0, killed=False):
             if killed:
@@ -150,6 +164,9 @@ def run(modes: Sequence[str], notebooks: Sequence[str] | None = None, *, jobs: i
                        "error": f"the runner exited with code {proc.returncode}"}
             row.update(notebook=path.stem, mode=mode, seed=0 if seed is None else seed, **stamp)
             rows[_key(row)] = row
+            new.append(row)
+            if cache is not None and row["passed"] and seed is None:
+                _add_to_cache(cache, path, keep / f"{mode}-{path.stem}.ipynb", row["wall_s"])
             verdict = "passed" if row["passed"] else f"FAILED: {row['error']}"
             print(f"{mode:5s} {path.stem:12s} {row['wall_s']:7.1f} s  {verdict}", flush=True)
 
@@ -159,7 +176,7 @@ def run(modes: Sequence[str], notebooks: Sequence[str] | None = None, *, jobs: i
                 path, mode = todo.pop(0)
                 out_json = tmp / f"{mode}-{path.stem}.json"
                 cmd = [sys.executable, "-m", "benchmarks.devices", "--one", str(path), "--mode", mode,
-                       "--results", str(tmp / "results"), "--row", str(out_json)]
+                       "--results", str(results or tmp / "results"), "--row", str(out_json)]
                 if seed is not None:
                     cmd += ["--seed", str(seed)]
                 if keep is not None:
@@ -181,8 +198,65 @@ def run(modes: Sequence[str], notebooks: Sequence[str] | None = None, *, jobs: i
                 if item[0].poll() is not None:
                     running.remove(item)
                     finish(*item)
+            if running and time.perf_counter() - beat > heartbeat_s:
+                beat = time.perf_counter()
+                now = ", ".join(f"{p.stem} ({(beat - t0) / 60:.0f} min)" for _, p, _, _, t0 in running)
+                print(f"[{(beat - start) / 60:.0f} min] running: {now}; {len(todo)} waiting", flush=True)
             time.sleep(0.5)
-    return {"runs": sorted(rows.values(), key=_key)}
+    return {"runs": sorted(rows.values(), key=_key), "new": new}
+
+
+def _in_cache(cache: Path, source: Path) -> bool:
+    import nbformat
+    from jupyter_cache import get_cache
+
+    try:
+        get_cache(str(cache)).match_cache_notebook(nbformat.read(source, as_version=4))
+        return True
+    except KeyError:
+        return False
+
+
+def _add_to_cache(cache: Path, source: Path, executed: Path, seconds: float) -> None:
+    """Store an executed notebook in a jupyter-cache folder, keyed by its source's code (as myst-nb matches it)."""
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    # The key hashes the code cells with their metadata and the kernelspec, which execution changes (timings, the
+    # kernel's own spec): store the source notebook as the build reads it, with the executed cells' outputs.
+    nb = nbformat.read(source, as_version=4)
+    run = nbformat.read(executed, as_version=4)
+    for cell, done in zip(nb.cells, run.cells):
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = done.outputs, done.execution_count
+    get_cache(str(cache)).cache_notebook_bundle(
+        CacheBundleIn(nb, str(source), data={"execution_seconds": seconds}), check_validity=False, overwrite=True)
+
+
+def estimate(mode: str, notebooks: Sequence[str] | None = None, jobs: int = 1,
+             recorded: Mapping | None = None) -> tuple[list[str], float | None]:
+    """What running the book in ``mode`` will cost here: per chapter, the latest recorded wall time on this kind
+    of device (this machine's device name first, then any device of the same type), and the whole run's time
+    with ``jobs`` side by side (None if a chapter was never timed on such a device)."""
+    info = device_info()
+    runs = [r for r in (recorded or {}).get("runs", []) if r["mode"] == mode and r.get("seed", 0) == 0]
+    lines, times = [], []
+    for path in notebooks_in_toc():
+        if notebooks and path.stem not in notebooks:
+            continue
+        same = [r for r in runs if r["notebook"] == path.stem and r["device"] == info["device"]]
+        kind = [r for r in runs if r["notebook"] == path.stem and r.get("device_type") == info["device_type"]]
+        pick = max(same or kind, key=lambda r: r["date"], default=None)
+        if pick is None:
+            lines.append(f"  {path.stem:12s} not yet timed on a {info['device_type'].upper()}")
+            times.append(None)
+        else:
+            lines.append(f"  {path.stem:12s} {pick['wall_s'] / 60:6.1f} min  ({pick['device']}, {pick['date']})")
+            times.append(pick["wall_s"])
+    known = [t for t in times if t is not None]
+    total = None if None in times else max(sum(known) / max(1, jobs), max(known, default=0.0))
+    return lines, total
 
 
 def _key(row: Mapping) -> tuple:

@@ -50,7 +50,33 @@ def test_full_mode_on_a_cpu_only_for_the_named_notebooks(tmp_path, monkeypatch):
     ok = notebook(tmp_path / "ok.ipynb", "SEED = 0")
     other = notebook(tmp_path / "other.ipynb", "SEED = 0")
     result = devices.run(["full"], jobs=1, threads=1, full_on_cpu=["ok"], paths=[ok, other])
-    assert [r["notebook"] for r in result["runs"]] == ["ok"]
+    assert [r["notebook"] for r in result["runs"]] == ["ok"] and result["new"] == result["runs"]
+
+
+def test_passed_notebooks_land_in_the_execution_cache_that_the_build_reads(tmp_path):
+    from jupyter_cache import get_cache
+
+    ok = notebook(tmp_path / "ok.ipynb", "SEED = 0", "print(6 * 7)")
+    bad = notebook(tmp_path / "bad.ipynb", "assert False, 'no'")
+    devices.run(["quick"], jobs=2, threads=1, paths=[ok, bad], cache=tmp_path / "cache")
+    cache = get_cache(str(tmp_path / "cache"))
+    record = cache.match_cache_notebook(nbformat.read(ok, as_version=4))     # what myst-nb does at build time
+    _, merged = cache.merge_match_into_notebook(nbformat.read(ok, as_version=4))
+    assert record is not None and merged.cells[1].outputs[0]["text"].strip() == "42"
+    with pytest.raises(KeyError):
+        cache.match_cache_notebook(nbformat.read(bad, as_version=4))
+    again = devices.run(["quick"], jobs=2, threads=1, paths=[ok, bad], cache=tmp_path / "cache")
+    assert [r["notebook"] for r in again["new"]] == ["bad"]      # the unchanged, cached one is not run again
+
+
+def test_estimate_uses_the_recorded_times_of_this_kind_of_device(monkeypatch):
+    monkeypatch.setattr(devices, "device_info", lambda: {"device": "CPU (here)", "device_type": "cpu"})
+    rows = [{"device": "CPU (other)", "device_type": "cpu", "mode": "full", "notebook": n, "wall_s": 600.0,
+             "date": "2026-11-27", "seed": 0} for n in ("mlp", "cnn")]
+    lines, total = devices.estimate("full", ["mlp", "cnn"], jobs=2, recorded={"runs": rows})
+    assert total == 600.0 and "10.0 min" in lines[0]
+    lines, total = devices.estimate("full", ["mlp", "gan"], jobs=1, recorded={"runs": rows})
+    assert total is None and "not yet timed" in lines[1]
 
 
 def test_matrix_markdown_keeps_devices_apart_and_lists_failures(tmp_path):
