@@ -8,6 +8,7 @@ QUICK_SITE := _build/quick
 EXECUTED   := _build/executed
 MATHJAX    := _build/mathjax/package/es5
 RESULTS    := $(CURDIR)/_build/results
+RECORDS    := benchmarks/results/full_records
 
 .PHONY: install book book-quick test unit notebooks site-quick slides bench bench-book gpu-check repo-url clean
 
@@ -26,8 +27,8 @@ install: $(VENV)/.installed
 ## build only renders (every notebook is found in the cache; a changed notebook runs again, an unchanged one not).
 book: install
 	DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(PY) -m benchmarks devices --modes full --full all --jobs $(JOBS) \
-	    --cache _build/.jupyter_cache --results $(RESULTS) --no-save
-	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers results book/_results_tables.md full
+	    --cache _build/.jupyter_cache --results $(RESULTS) --records $(RECORDS) --no-save
+	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers results book/_results_tables.md full --records $(RECORDS)
 	DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(JB) build -W --keep-going .
 	@echo "Open _build/html/index.html"
 
@@ -35,7 +36,7 @@ book: install
 book-quick: install
 	DLBOOK_QUICK=1 DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(PY) -m benchmarks devices --modes quick --jobs $(JOBS) \
 	    --cache $(QUICK_SITE)/_build/.jupyter_cache --results $(RESULTS) --no-save
-	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers results book/_results_tables.md quick
+	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers results book/_results_tables.md quick --records $(RECORDS)
 	DLBOOK_QUICK=1 DLBOOK_RESULTS=$(RESULTS) TQDM_DISABLE=1 $(JB) build -W --keep-going --path-output $(QUICK_SITE) .
 
 ## Everything CI checks: unit tests, every notebook re-run by nbval in quick mode, and the quick site built
@@ -65,12 +66,12 @@ site-quick: notebooks $(MATHJAX)/tex-mml-chtml.js
 	mkdir -p $(QUICK_SITE)/benchmarks && cp -r benchmarks/results $(QUICK_SITE)/benchmarks/
 	cp -r $(EXECUTED)/book $(QUICK_SITE)/
 	cp -r $(MATHJAX) $(QUICK_SITE)/_extra/mathjax
-	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers results $(QUICK_SITE)/book/_results_tables.md quick
+	DLBOOK_RESULTS=$(RESULTS) $(PY) -m helpers results $(QUICK_SITE)/book/_results_tables.md quick --records $(RECORDS)
 	sed -e 's/^  execute_notebooks: cache$$/  execute_notebooks: "off"/' \
 	    -e 's#^  config:$$#  config:\n    mathjax_path: ../mathjax/tex-mml-chtml.js\n    html_extra_path: ["_extra"]#' \
 	    _config.yml > $(QUICK_SITE)/_config.yml
 	grep -q 'execute_notebooks: "off"' $(QUICK_SITE)/_config.yml && grep -q 'mathjax_path' $(QUICK_SITE)/_config.yml
-	$(JB) build -W --keep-going $(QUICK_SITE)
+	DLBOOK_QUICK=1 $(JB) build -W --keep-going $(QUICK_SITE)
 	DLBOOK_SITE=$(QUICK_SITE)/_build/html DLBOOK_SCREENSHOTS=_build/screenshots \
 	    $(PY) -m pytest -q -p no:cacheprovider -m site tests/test_site.py tests/test_browser.py
 
@@ -101,7 +102,8 @@ JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n / 2 > 2 ? n / 2 :
 DEADLINE ?= 3600
 FULL ?=
 gpu-check: install
-	TQDM_DISABLE=1 $(PY) -m benchmarks devices --jobs $(JOBS) --deadline $(DEADLINE) --full $(FULL)
+	TQDM_DISABLE=1 $(PY) -m benchmarks devices --jobs $(JOBS) --deadline $(DEADLINE) --full $(FULL) \
+	    --records $(RECORDS)
 
 ## Point the book at another repository (a fork): make repo-url URL=https://github.com/you/dlbook
 repo-url:

@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, help="devices: a jupyter-cache folder for the passed notebooks "
                         "(make book: _build/.jupyter_cache)")
     parser.add_argument("--results", type=Path, help="devices: where chapters record their numbers")
+    parser.add_argument("--records", type=Path, help="devices: keep the records of passed full-mode runs here")
     parser.add_argument("--no-save", action="store_true", help="devices: do not write devices.json (make book)")
     parser.add_argument("--out", type=Path, default=report.RESULTS, help="folder for the JSON and Markdown")
     args = parser.parse_args(argv)
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                 _print_estimate(args, previous)
             result = devices.run(args.modes, args.notebooks, jobs=args.jobs, threads=args.threads,
                                  deadline_s=args.deadline, seed=args.seed, full_on_cpu=args.full,
-                                 previous=previous, keep=args.keep, cache=args.cache, results=args.results)
+                                 previous=previous, keep=args.keep, cache=args.cache, results=args.results,
+                                 records=args.records)
             new = result.pop("new")
             if not args.no_save:
                 report.save("devices", result, args.out)

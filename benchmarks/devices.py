@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -116,14 +117,15 @@ def run(modes: Sequence[str], notebooks: Sequence[str] | None = None, *, jobs: i
         threads: int | None = None, deadline_s: float | None = None, seed: int | None = None,
         full_on_cpu: Sequence[str] = (), previous: Mapping | None = None, keep: Path | None = None,
         paths: Sequence[Path] | None = None, cache: Path | None = None, results: Path | None = None,
-        heartbeat_s: float = 60.0) -> dict:
+        records: Path | None = None, heartbeat_s: float = 60.0) -> dict:
     """Execute every (notebook, mode), ``jobs`` at a time, and merge the rows into ``previous``.
 
     ``deadline_s`` bounds the whole run: what is still running then is stopped and reported as such, and what
     has not started is not run. ``threads`` (default: cores / jobs) sets each notebook's CPU threads.
     ``paths`` replaces the book's notebooks (tests). ``cache``: a jupyter-cache folder that receives every
     notebook that passed (run with its own seed), as Jupyter Book's ``execute_notebooks: cache`` finds them.
-    ``results``: where the chapters record their numbers (default: a temporary folder).
+    ``results``: where the chapters record their numbers (default: a temporary folder). ``records``: a folder
+    that keeps the record of every full-mode run that passed (the committed full-mode numbers of the book).
     """
     info = device_info()
     if paths is None:
@@ -165,6 +167,10 @@ def run(modes: Sequence[str], notebooks: Sequence[str] | None = None, *, jobs: i
             row.update(notebook=path.stem, mode=mode, seed=0 if seed is None else seed, **stamp)
             rows[_key(row)] = row
             new.append(row)
+            record = (results or tmp / "results") / "full" / f"{path.stem}.json"
+            if records is not None and mode == "full" and row["passed"] and seed is None and record.exists():
+                records.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(record, records / record.name)
             if cache is not None and row["passed"] and seed is None:
                 _add_to_cache(cache, path, keep / f"{mode}-{path.stem}.ipynb", row["wall_s"])
             verdict = "passed" if row["passed"] else f"FAILED: {row['error']}"

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -53,6 +54,19 @@ def _plain(value):
     return value
 
 
+def _commit() -> str | None:
+    """The book's commit when ``helpers`` runs from a git checkout (None elsewhere, e.g. a wheel in Colab)."""
+    repo = Path(__file__).resolve().parents[1]
+    if not (repo / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -82,6 +96,7 @@ def record(chapter: str, metrics: Mapping[str, Value], *, data: str = "", curves
         "device": _device_name(device),
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "commit": _commit(),
     }
     path = results_dir() / mode() / f"{chapter}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,18 +156,50 @@ HEADLINES = {
 }
 
 
-def headline_table(results: Sequence[Mapping]) -> str:
-    """One row per chapter: its headline result, mode, run time and device (the landing page's algorithm map)."""
-    if not results:
-        return "No results recorded yet: run the notebooks (`make book`).\n"
-    lines = ["| chapter | headline result | mode | run time | device |", "|---|---|---|---:|---|"]
+def _headline(r: Mapping) -> str:
+    key, text = HEADLINES.get(r["chapter"], (None, ""))
+    value = r["metrics"].get(key) if key else None
+    return text.format(value, **r["metrics"]) if isinstance(value, (int, float)) else "see the results page"
+
+
+def _book_order(results: Sequence[Mapping]) -> list[Mapping]:
     order = list(HEADLINES)      # the book's order; chapters not listed go last
-    for r in sorted(results, key=lambda r: order.index(r["chapter"]) if r["chapter"] in order else len(order)):
-        key, text = HEADLINES.get(r["chapter"], (None, ""))
-        value = r["metrics"].get(key) if key else None
-        said = text.format(value, **r["metrics"]) if isinstance(value, (int, float)) else "see the results page"
+    return sorted(results, key=lambda r: order.index(r["chapter"]) if r["chapter"] in order else len(order))
+
+
+def _where(r: Mapping) -> str:
+    """Device, date and commit of a record: enough to find the run again."""
+    commit = f", commit {r['commit']}" if r.get("commit") else ""
+    return f"{r['device']}, {r['finished'][:10]}{commit}"
+
+
+def headline_table(results: Sequence[Mapping], records: Sequence[Mapping] = ()) -> str:
+    """One row per chapter: its headline result, mode, run time and device (the landing page's algorithm map);
+    with ``records`` (committed full-mode runs), the latest full-mode headline beside it, with where it ran."""
+    if not results and not records:
+        return "No results recorded yet: run the notebooks (`make book`).\n"
+    full = {r["chapter"]: r for r in records}
+    extra = bool(full) and any(r["mode"] != "full" for r in results)
+    lines = ["| chapter | headline result | mode | run time | device |" + (" latest full-mode record |" if extra else ""),
+             "|---|---|---|---:|---|" + ("---|" if extra else "")]
+    for r in _book_order(results):
         minutes = r["wall_time_s"] / 60
-        lines.append(f"| {r['chapter']} | {said} | {r['mode']} | {minutes:.1f} min | {r['device']} |")
+        row = f"| {r['chapter']} | {_headline(r)} | {r['mode']} | {minutes:.1f} min | {r['device']} |"
+        if extra:
+            f = full.get(r["chapter"])
+            row += f" {_headline(f)} ({_where(f)}) |" if f else " not recorded yet |"
+        lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def records_table(records: Sequence[Mapping]) -> str:
+    """The committed full-mode records: what each chapter reached with the real budgets, and where it ran."""
+    if not records:
+        return "No full-mode record committed yet (`make gpu-check` on a GPU machine records them).\n"
+    lines = ["| chapter | headline result | data | run time | device, date, commit |", "|---|---|---|---:|---|"]
+    for r in _book_order(records):
+        lines.append(f"| {r['chapter']} | {_headline(r)} | {r['data']} | {r['wall_time_s'] / 60:.1f} min "
+                     f"| {_where(r)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -200,9 +247,19 @@ def comparison_plots(results: Sequence[Mapping], folder: Path) -> list[tuple[str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m helpers results OUT.md [MODE]``: write the results tables of MODE (default: current) to OUT.md,
-    the comparison plots and the landing page's ``_headlines.md`` beside it."""
+    """``python -m helpers results OUT.md [MODE] [--records DIR]``: write the results tables of MODE (default:
+    current) to OUT.md, the comparison plots and the landing page's ``_headlines.md`` beside it; with
+    ``--records``, the committed full-mode records in DIR (``<chapter>.json``) too, in ``_records.md``."""
     args = list(sys.argv[1:] if argv is None else argv)
+    records: list[dict] = []
+    if "--records" in args:
+        i = args.index("--records")
+        folder = Path(args[i + 1]) if i + 1 < len(args) else None
+        if folder is None:
+            print(main.__doc__)
+            return 2
+        records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+        del args[i:i + 2]
     if not args:
         print(main.__doc__)
         return 2
@@ -212,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures = "".join(f"\n![{title}]({name})\n" for name, title in plots)
     out.write_text((f"## Comparisons across chapters\n{figures}\n## Every chapter\n\n" if plots else "")
                    + markdown_tables(results))
-    (out.parent / "_headlines.md").write_text(headline_table(results))      # included by the landing page
+    (out.parent / "_headlines.md").write_text(headline_table(results, records))   # included by the landing page
+    (out.parent / "_records.md").write_text(records_table(records))          # included by the results page
     print(f"{len(results)} chapter results, {len(plots)} comparison plots -> {out}")
     return 0
 

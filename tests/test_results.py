@@ -84,3 +84,25 @@ def test_package_command_line(folder, tmp_path):
 def test_record_rejects_bad_input(folder, chapter, metrics):
     with pytest.raises(ValueError):
         results.record(chapter, metrics, device=torch.device("cpu"))
+
+
+def test_full_mode_records_beside_the_quick_numbers(folder, tmp_path, monkeypatch):
+    """The quick site's landing table also shows each chapter's latest committed full-mode record, and where
+    it ran; the results page gets the records' own table."""
+    monkeypatch.setenv("DLBOOK_QUICK", "0")
+    full = results.record("cnn", {"cnn_test_acc": 0.9926}, data="MNIST, 60,000", device=torch.device("cpu"))
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "cnn.json").write_text(full.read_text())
+    assert json.loads(full.read_text())["commit"]           # the tests run from a git checkout
+    monkeypatch.setenv("DLBOOK_QUICK", "1")
+    results.record("cnn", {"cnn_test_acc": 0.95}, device=torch.device("cpu"))
+    results.record("dqn", {"greedy_return_mean": 200.0}, device=torch.device("cpu"))
+    out = tmp_path / "page.md"
+    assert results.main([str(out), "quick", "--records", str(records)]) == 0
+    head = (tmp_path / "_headlines.md").read_text()
+    assert "latest full-mode record" in head and "MNIST test accuracy 0.9926 (cpu" in head
+    assert "| dqn | CartPole greedy return 200.0 / 500 | quick |" in head and "not recorded yet" in head
+    table = (tmp_path / "_records.md").read_text()
+    assert "| cnn | MNIST test accuracy 0.9926 | MNIST, 60,000 |" in table and "commit" in table
+    assert results.main([str(out), "quick", "--records"]) == 2

@@ -65,6 +65,16 @@ def test_chapter_has_math_solutions_and_colab_link(rel):
     assert colab in links, f"{rel}: no Colab launch link {colab}"
 
 
+@pytest.mark.parametrize("rel", CHAPTERS, ids=lambda p: p.stem)
+def test_quick_site_says_so_on_every_chapter(rel):
+    """The test site is built in quick mode: each chapter says its numbers are from a small run, and where the
+    full-mode numbers are."""
+    note = page(rel).select_one("div.quick-mode-note")
+    assert note is not None, f"{rel}: no quick-mode note"
+    link = note.find("a")
+    assert link is not None and "results.html#full-mode-records" in link.get("href", "")
+
+
 def test_results_page_lists_every_chapter():
     """The results page is generated from the records the notebooks wrote in this run (helpers.results)."""
     soup = page(Path("book/results"))
