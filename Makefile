@@ -58,7 +58,8 @@ notebooks: install
 	    --durations=0 book
 
 ## The quick site from the notebooks `make notebooks` executed (no second execution), then the checks on its HTML:
-## static checks, and the pages opened in headless Chromium (Debian: apt install chromium chromium-driver).
+## static checks, and the pages opened in headless Chromium (Debian: apt install chromium chromium-driver), and one
+## chapter's slide deck opened offline.
 ## The test site serves its own copy of MathJax (npm's `mathjax` package) so that math renders offline too.
 site-quick: notebooks $(MATHJAX)/tex-mml-chtml.js
 	rm -rf $(QUICK_SITE) && mkdir -p $(QUICK_SITE)/_extra
@@ -72,7 +73,9 @@ site-quick: notebooks $(MATHJAX)/tex-mml-chtml.js
 	    _config.yml > $(QUICK_SITE)/_config.yml
 	grep -q 'execute_notebooks: "off"' $(QUICK_SITE)/_config.yml && grep -q 'mathjax_path' $(QUICK_SITE)/_config.yml
 	DLBOOK_QUICK=1 $(JB) build -W --keep-going $(QUICK_SITE)
-	DLBOOK_SITE=$(QUICK_SITE)/_build/html DLBOOK_SCREENSHOTS=_build/screenshots \
+	$(PY) -m helpers.slides $(EXECUTED)/book/deep_learning/cnn.ipynb _build/slides/cnn.slides.html \
+	    --vendor _build/slides/vendor
+	DLBOOK_SITE=$(QUICK_SITE)/_build/html DLBOOK_SCREENSHOTS=_build/screenshots DLBOOK_DECK=_build/slides/cnn.slides.html \
 	    $(PY) -m pytest -q -p no:cacheprovider -m site tests/test_site.py tests/test_browser.py
 
 $(MATHJAX)/tex-mml-chtml.js:
@@ -80,10 +83,12 @@ $(MATHJAX)/tex-mml-chtml.js:
 	cd _build/mathjax && npm pack --silent mathjax@3 > /dev/null && tar xzf mathjax-3*.tgz
 
 ## A chapter as a reveal.js slide deck: make slides NB=book/deep_learning/cnn.ipynb  (-> _build/slides/cnn.slides.html)
-## Uses the executed copy from `make notebooks` when there is one, so the deck shows the plots.
+## Uses the executed copy from `make notebooks` when there is one, so the deck shows the plots. reveal.js, MathJax
+## and friends come from npm into _build/slides/vendor (once): the deck opens offline, e.g. in a lecture hall.
 slides: install
 	@test -n "$(NB)" || (echo "usage: make slides NB=book/<part>/<chapter>.ipynb" && exit 2)
-	$(PY) -m helpers.slides $$(test -f $(EXECUTED)/$(NB) && echo $(EXECUTED)/$(NB) || echo $(NB))
+	$(PY) -m helpers.slides $$(test -f $(EXECUTED)/$(NB) && echo $(EXECUTED)/$(NB) || echo $(NB)) \
+	    _build/slides/$$(basename $(NB) .ipynb).slides.html --vendor _build/slides/vendor
 
 ## Benchmarks against SB3, a plain PyTorch loop and airbench (GPU only): JSON + Markdown in benchmarks/results,
 ## included by the results page. Under 30 minutes on 2 CPU cores. See benchmarks/README.md.

@@ -123,3 +123,36 @@ def test_chapter_page_in_browser(browser, base_url, rel):
         SHOTS.mkdir(parents=True, exist_ok=True)
         browser.execute_script("window.scrollTo(0, 0);")
         assert browser.save_screenshot(str(SHOTS / f"{rel.replace('/', '_')}.png"))
+
+
+DECK = Path(os.environ.get("DLBOOK_DECK", ROOT / "_build" / "slides" / "cnn.slides.html"))
+
+# Resolve when reveal.js is ready (it marks .reveal with "ready"; RequireJS keeps its module off window): slides,
+# slides including sub-slides, speaker notes, and MathJax 2's rendered formulas.
+_DECK = """const done = arguments[arguments.length - 1];
+const report = () => done([document.querySelectorAll('.slides > section').length,
+                           document.querySelectorAll('.slides section:not(.stack)').length,
+                           document.querySelectorAll('aside.notes').length,
+                           document.querySelectorAll('.MJXc-display, .mjx-chtml').length]);
+const ready = () => document.querySelector('.reveal.ready') !== null;
+const wait = (n) => ready() ? setTimeout(report, 3000) : (n > 0 ? setTimeout(() => wait(n - 1), 250) : done(null));
+wait(120);"""
+
+
+def test_slide_deck_opens_offline(browser):
+    """A chapter's deck (make slides), opened from disk as a lecturer would in a lecture hall without network:
+    reveal.js starts, speaker notes are there, the math is typeset, and nothing fails to load."""
+    if not DECK.exists():
+        pytest.fail(f"no slide deck at {DECK}: make slides NB=book/deep_learning/cnn.ipynb (or set DLBOOK_DECK)")
+    browser.get(DECK.resolve().as_uri())
+    state = browser.execute_async_script(_DECK)
+    errors = [m["message"] for m in browser.get_log("browser") if m["level"] == "SEVERE"]
+    assert state is not None, f"reveal.js did not start (console: {errors})"
+    slides, total, notes, formulas = state
+    assert slides >= 8 and total > slides, f"expected sections with sub-slides, got {slides} / {total}"
+    assert notes >= 5, f"speaker notes missing ({notes})"
+    assert formulas > 0, "MathJax did not typeset the slides' equations"
+    errors += [m["message"] for m in browser.get_log("browser") if m["level"] == "SEVERE"]
+    assert not errors, f"console errors in the deck: {errors}"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(SHOTS / "slides_cnn.png"))
