@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from . import book_times, cifar_airbench, devices, mnist_loop, report, rl_sb3
+from . import book_times, cifar_airbench, devices, mnist_loop, pages, report, rl_sb3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("failed: " + "; ".join(f"{r['notebook']} {r['mode']} ({r['error']})" for r in failed))
                 status = 1
         print(f"== {name} done in {time.perf_counter() - t:.0f} s", flush=True)
-    md = report.write_markdown(args.out)
+    md = pages.write_markdown(args.out)
     print(f"all done in {time.perf_counter() - start:.0f} s -> {md}")
     return status
 

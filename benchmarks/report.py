@@ -1,7 +1,7 @@
 """Where benchmark results go and how they become the Markdown the results page includes.
 
 Each comparison writes one JSON file to ``benchmarks/results/<name>.json`` with its rows, its verdicts on the
-issue's goals, the settings and the machine; :func:`write_markdown` turns every file present into
+goals, the settings and the machine; :func:`benchmarks.pages.write_markdown` turns every file present into
 ``benchmarks/results/benchmarks.md``. Both are committed: they are measurements of a named machine, like the
 tables of a paper, and re-running a comparison on another machine overwrites them.
 """
@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ORDER = ["devices", "rl_sb3", "mnist_loop", "cifar_airbench", "book_times"]   # sections of the Markdown page
 
 
 def machine() -> dict:
@@ -92,26 +91,3 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str | 
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return lines
-
-
-def write_markdown(folder: Path | None = None) -> Path:
-    """Collect every ``<name>.json`` in ``folder`` into ``benchmarks.md`` (sections in :data:`ORDER`); each section
-    is also written alone to ``<name>.md``."""
-    from . import book_times, cifar_airbench, devices, mnist_loop, rl_sb3
-
-    renderers = {"devices": devices.markdown, "rl_sb3": rl_sb3.markdown, "mnist_loop": mnist_loop.markdown,
-                 "cifar_airbench": cifar_airbench.markdown, "book_times": book_times.markdown}
-    folder = Path(folder or RESULTS)
-    found = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
-    lines: list[str] = []
-    for name in ORDER:
-        if name in found:
-            section = renderers[name](found[name]) + [""]
-            (folder / f"{name}.md").write_text("\n".join(section))    # one section alone (the instructor page)
-            if name != "devices":                                    # its own section of the results page
-                lines += section
-    if not lines:
-        lines = ["No benchmark has been run yet: `make bench` (CPU part) or `make bench-book`.", ""]
-    out = folder / "benchmarks.md"
-    out.write_text("\n".join(lines))
-    return out

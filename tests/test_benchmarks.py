@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from benchmarks import book_times, cifar_airbench, mnist_loop, report, rl_sb3
+from benchmarks import book_times, cifar_airbench, mnist_loop, pages, report, rl_sb3
 from helpers import DataNotFoundError
 
 
@@ -25,7 +25,7 @@ def test_rl_both_sides_run_and_summarise(tmp_path):
         assert s["steps_ratio"] > 0 and s["time_ratio"] > 0
         assert isinstance(s["goal_steps_met"], bool) and isinstance(s["goal_speed_met"], bool)
     path = report.save("rl_sb3", result, tmp_path)
-    text = report.write_markdown(tmp_path).read_text()
+    text = pages.write_markdown(tmp_path).read_text()
     assert json.loads(path.read_text())["machine"]["cores"] >= 1
     assert "Stable-Baselines3" in text and "| DQN (ours) |" in text and "| A2C (SB3) |" in text
 
@@ -54,7 +54,7 @@ def test_mnist_loops_compute_the_same_numbers(tmp_path):
     assert result["same_accuracies"], "helpers.fit and the plain loop should train identically"
     assert 0.2 < result["ratio_epoch"] < 5
     report.save("mnist_loop", result, tmp_path)
-    assert "plain PyTorch loop" in report.write_markdown(tmp_path).read_text()
+    assert "plain PyTorch loop" in pages.write_markdown(tmp_path).read_text()
 
 
 def test_time_to_target_sums_training_time_until_reached():
@@ -69,7 +69,7 @@ def test_cifar_comparison_skips_cleanly_without_a_gpu(tmp_path):
     result = cifar_airbench.run()
     assert "skipped" in result and "GPU" in result["skipped"]
     report.save("cifar_airbench", result, tmp_path)
-    assert "Skipped on" in report.write_markdown(tmp_path).read_text()
+    assert "Skipped on" in pages.write_markdown(tmp_path).read_text()
 
 
 def test_book_times_knows_every_notebook_and_renders_partial_runs():
@@ -84,7 +84,7 @@ def test_book_times_knows_every_notebook_and_renders_partial_runs():
 
 
 def test_markdown_page_without_results_says_how_to_make_them(tmp_path):
-    assert "make bench" in report.write_markdown(tmp_path).read_text()
+    assert "make bench" in pages.write_markdown(tmp_path).read_text()
 
 
 def test_cifar_reads_time_to_target_from_the_chapters_record(tmp_path, monkeypatch):
@@ -109,3 +109,23 @@ def test_airbench_gets_the_images_in_its_own_format(tmp_path, fake_data_dir, mon
     train = torch.load(tmp_path / "cifar10" / "train.pt")
     assert train["images"].shape == (20, 32, 32, 3) and train["images"].dtype == torch.uint8
     assert train["labels"].dtype == torch.long and len(train["classes"]) == 10
+
+
+def test_benchmark_modules_import_each_other_in_one_direction():
+    """No import circle (nor a lazy import hiding one): report <- each benchmark <- pages <- __main__."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(pages.__file__).parent
+    edges = {}
+    for path in folder.glob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names |= {node.module} if node.module else {a.name for a in node.names}
+        edges[path.stem] = names
+
+    def reaches(start, goal, seen=()):
+        return any(n == goal or (n not in seen and reaches(n, goal, (*seen, n))) for n in edges.get(start, ()))
+
+    assert not [m for m in edges if reaches(m, m)], f"import circle among {edges}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from benchmarks import devices, report
+from benchmarks import devices, pages, report
 
 
 def notebook(path, *sources: str):
@@ -93,5 +93,5 @@ def test_matrix_markdown_keeps_devices_apart_and_lists_failures(tmp_path):
     assert "mlp (CPU (x, 2 cores), quick): `AssertionError: gate`" in text
     assert "SEED = 3" in text and "| gru | ✓ 30 s |" in text
     report.save("devices", {"runs": runs}, tmp_path)
-    report.write_markdown(tmp_path)
+    pages.write_markdown(tmp_path)
     assert "make gpu-check" in (tmp_path / "devices.md").read_text()
