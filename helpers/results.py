@@ -120,6 +120,31 @@ def _fmt(value: Value) -> str:
     return str(value)
 
 
+# How a metric's name reads on the results page: its words, with these spelled as a reader knows them.
+_WORDS = {
+    "acc": "accuracy", "val": "validation", "auc": "ROC AUC", "mse": "MSE", "rmse": "RMSE", "psnr": "PSNR", "kl": "KL",
+    "lm": "language model", "char": "character", "seq": "sequence", "nats": "(nats)", "env": "environment", "eval": "evaluation",
+    "knn": "k-NN", "pca": "PCA", "sklearn": "scikit-learn", "q": "Q", "s": "(s)", "n": "number of", "2d": "2-D",
+    "grad": "gradient", "db": "diabetes", "frechet": "Fréchet distance", "sb3": "Stable-Baselines3", "cpu": "CPU",
+    "cuda": "CUDA", "bert": "BERT", "mnist": "MNIST", "frozenlake": "FrozenLake", "cartpole": "CartPole",
+    "sarsa": "SARSA", "reinforce": "REINFORCE", "seed0": "seed 0", "dcgan": "DCGAN", "ddqn": "Double DQN",
+    **{w: w.upper() for w in ("mlp", "cnn", "rnn", "lstm", "gru", "gan", "dbn", "rbm", "dqn", "ppo", "a2c", "a3c")},
+    "capsnet": "CapsNet", "transformer": "Transformer", "autoencoder": "autoencoder",
+}
+
+
+def label(key: str) -> str:
+    """A recorded metric's name in words, e.g. ``reinforce_median_steps_to_195`` -> "REINFORCE median steps to 195"."""
+    words = [_WORDS.get(w, _WORDS.get(w.lower(), w)) for w in key.replace(" ", "_").split("_") if w]
+    text = " ".join(words)
+    return text[:1].upper() + text[1:] if text else key
+
+
+def _value(value: Value) -> str:
+    """A recorded value for the page: None (an infinite or missing measurement) reads as "not reached"."""
+    return "not reached / not measured" if value is None else _fmt(value)
+
+
 def markdown_tables(results: Sequence[Mapping]) -> str:
     """The results page's tables: one overview row per chapter, then every recorded metric per chapter."""
     if not results:
@@ -131,7 +156,7 @@ def markdown_tables(results: Sequence[Mapping]) -> str:
     for r in results:
         lines += ["", f"**{r['chapter']}** ({r['mode']} mode, {r['finished']})", "", "| metric | value |",
                   "|---|---:|"]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in r["metrics"].items()]
+        lines += [f"| {label(k)} | {_value(v)} |" for k, v in r["metrics"].items()]
     return "\n".join(lines) + "\n"
 
 

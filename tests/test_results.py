@@ -35,7 +35,7 @@ def test_load_results_and_tables(folder):
     loaded = results.load_results()
     assert [r["chapter"] for r in loaded] == ["a_chapter", "b_chapter"]
     table = results.markdown_tables(loaded)
-    assert "| a_chapter | quick |" in table and "| steps | 12,345 |" in table and "| return | 500 |" in table
+    assert "| a_chapter | quick |" in table and "| Steps | 12,345 |" in table and "| Return | 500 |" in table
     assert results.load_results("full") == []
     assert "No results recorded" in results.markdown_tables([])
 
@@ -106,3 +106,12 @@ def test_full_mode_records_beside_the_quick_numbers(folder, tmp_path, monkeypatc
     table = (tmp_path / "_records.md").read_text()
     assert "| cnn | MNIST test accuracy 0.9926 | MNIST, 60,000 |" in table and "commit" in table
     assert results.main([str(out), "quick", "--records"]) == 2
+
+
+def test_metric_names_read_as_words_and_missing_values_say_so(folder):
+    assert results.label("reinforce_median_steps_to_195") == "REINFORCE median steps to 195"
+    assert results.label("char_lm_val_loss_nats") == "Character language model validation loss (nats)"
+    assert results.label("mean_shift_acc CNN + augmentation") == "Mean shift accuracy CNN + augmentation"
+    results.record("a2c", {"reinforce_median_steps_to_195": float("inf")}, device=torch.device("cpu"))
+    table = results.markdown_tables(results.load_results())
+    assert "| REINFORCE median steps to 195 | not reached / not measured |" in table and "None" not in table
