@@ -1,62 +1,141 @@
-"""The Colab path, simulated offline: `helpers` installed from a wheel into a fresh virtual environment,
-and a chapter executed from a folder outside the repository (as Colab runs a notebook opened from GitHub)."""
+"""The Colab path: every chapter's imports are provided by its own install cell in a Colab-like runtime, and a
+deep-learning and a reinforcement-learning chapter run end to end there, from a folder outside the repository.
+
+How the runtime is simulated (offline apart from the package registry) is explained in tests/colab_sim.py.
+Notebooks with the same install line share one simulated runtime: one test per distinct install line.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-import sysconfig
+import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CHAPTER = ROOT / "book" / "deep_learning" / "mlp.ipynb"
+import pytest
+
+from tests import colab_sim
+
+ROOT = colab_sim.ROOT
+NOTEBOOKS = sorted(ROOT.glob("book/**/*.ipynb"))
+#: Executed end to end in the simulated runtime (quick mode): one deep-learning, one RL chapter (the one
+#: whose install line asks for an extra). PPO's quick mode takes ~70 s of one CPU core.
+EXECUTED = ("book/deep_learning/mlp.ipynb", "book/reinforcement_learning/ppo.ipynb")
+#: Not preinstalled in Colab: the simulated runtime must not see them before the install cell runs.
+NOT_PREINSTALLED = ("helpers", "gymnasium", "pygame", "stable_baselines3", "nbformat", "nbclient")
 
 
-def run(cmd: list, **kwargs) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
-    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
+def _groups() -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Notebooks by install line (as written, e.g. ``git+{REPO_URL}``), and the notebooks without a usable one."""
+    groups: dict[str, list[str]] = {}
+    errors: dict[str, str] = {}
+    for path in NOTEBOOKS:
+        name = str(path.relative_to(ROOT))
+        try:
+            groups.setdefault(colab_sim.install_spec(json.loads(path.read_text())), []).append(name)
+        except ValueError as err:
+            errors[name] = str(err)
+    return groups, errors
 
 
-def test_wheel_install_runs_a_chapter_outside_the_repo(tmp_path, real_data_dir):
-    # 1. Build the wheel that `pip install git+<repo>` would build.
-    dist = tmp_path / "dist"
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, ROOT])
-    wheel = next(dist.glob("*.whl"))
+GROUPS, INSTALL_CELL_ERRORS = _groups()
 
-    # 2. A fresh virtual environment. The heavy libraries (torch, jupyter...) stand in for what Colab
-    #    preinstalls: reached through a .pth file, so neither the repository nor an editable install is visible.
-    venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", "--without-pip", venv])
-    python = venv / "bin" / "python"
-    site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
-    (site / "colab_preinstalled.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", site, wheel])
 
-    # 3. Run the chapter from a folder outside the repository, with the kernel of the new environment.
-    work = tmp_path / "colab"
-    work.mkdir()
-    nb = json.loads(CHAPTER.read_text())
-    nb["cells"].append({"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
-                        "source": "import helpers\nprint('HELPERS_FROM', helpers.__file__)"})
-    (work / CHAPTER.name).write_text(json.dumps(nb))
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", DLBOOK_QUICK="1",
-               DLBOOK_DATA=str(real_data_dir), TQDM_DISABLE="1", MPLBACKEND="Agg")
-    # nbclient executes the notebook with the "python3" kernel of the interpreter that runs it: the new venv's.
-    execute = ("import nbformat, nbclient; nb = nbformat.read('mlp.ipynb', as_version=4); "
-               "nbclient.NotebookClient(nb, timeout=900, kernel_name='python3').execute(); "
-               "nbformat.write(nb, 'executed.ipynb')")
-    run([python, "-c", execute], cwd=work, env=env)
+def _id(spec: str) -> str:
+    extras = re.search(r"\[([^\]]*)\]", spec)
+    return f"extras-{extras.group(1)}" if extras else "plain"
 
-    executed = json.loads((work / "executed.ipynb").read_text())
-    texts = [o.get("text", "") for o in executed["cells"][-1]["outputs"]]
-    printed = "".join("".join(t) if isinstance(t, list) else t for t in texts)  # nbformat may store lines as a list
-    assert "HELPERS_FROM" in printed
-    location = Path(printed.split("HELPERS_FROM", 1)[1].strip())
-    assert site in location.parents, f"helpers came from {location}, not from the installed wheel"
-    assert ROOT not in location.parents
-    shutil.rmtree(venv)
+
+def test_every_notebook_has_an_install_cell():
+    assert NOTEBOOKS, "no notebook found"
+    assert not INSTALL_CELL_ERRORS, "\n".join(f"{k}: {v}" for k, v in INSTALL_CELL_ERRORS.items())
+    for name in EXECUTED:
+        assert any(name in group for group in GROUPS.values()), f"{name} is not in the book any more"
+
+
+def test_checker_reports_an_import_the_install_cell_does_not_provide(tmp_path):
+    """The checker itself: a runtime with only numpy, a notebook importing more, in code and in a solution."""
+    install = ('import sys\nREPO_URL = "https://example.org/x"\nif "google.colab" in sys.modules:\n'
+               '    %pip install -q "git+{REPO_URL}"\n')
+    solution = ('<details class="solution">\n<summary>Solution</summary>\n\n```python\nimport gymnasium as gym\n'
+                'env = gym.make("CartPole-v1")\n```\n\n```python\nfrom statsmodels.api import OLS\n'
+                'model = OLS(<your data>)\n```\n\n</details>\n')
+    nb = {"cells": [
+        {"cell_type": "markdown", "source": ["# A chapter\n"]},
+        {"cell_type": "code", "source": install},
+        {"cell_type": "code", "source": "%matplotlib inline\n!ls\nimport numpy as np, os.path\n"
+                                        "if np.pi > 3:\n    from stable_baselines3 import PPO\n"
+                                        "from . import local  # relative: not a module to install\n"},
+        {"cell_type": "markdown", "source": solution},
+    ]}
+    assert colab_sim.install_args(nb) == ["-q", "git+{REPO_URL}"]
+    assert colab_sim.install_spec(nb) == "git+{REPO_URL}"
+    extra = {"cells": [{"cell_type": "code", "source": install.replace(
+        '"git+{REPO_URL}"', '"dlbook-helpers[baselines] @ git+{REPO_URL}"')}]}
+    assert colab_sim.install_spec(extra) == "dlbook-helpers[baselines] @ git+{REPO_URL}"
+    with pytest.raises(ValueError, match="does not install the repository"):
+        colab_sim.install_args({"cells": [{"cell_type": "code", "source": "%pip install -q numpy\n"}]})
+    with pytest.raises(ValueError, match="not simulated"):    # it would reinstall torch through the links
+        colab_sim.install_args({"cells": [{"cell_type": "code", "source": install.replace("-q", "--force-reinstall")}]})
+    with pytest.raises(ValueError, match="expected one"):
+        colab_sim.install_args({"cells": [{"cell_type": "code", "source": "import helpers\n"}]})
+
+    imports = colab_sim.notebook_imports(nb)
+    assert set(imports) == {"sys", "numpy", "os", "stable_baselines3", "gymnasium", "statsmodels"}
+    assert imports["stable_baselines3"] == {"cell 2"} and imports["statsmodels"] == {"markdown cell 3"}
+
+    venv = colab_sim.make_colab_venv(tmp_path / "venv", preinstalled=("numpy",))
+    assert colab_sim.missing_modules(venv, ["numpy", "sys", "torch", "helpers"]) == ["helpers", "torch"]
+    report = colab_sim.unprovided_imports(venv, {"fake.ipynb": nb})
+    assert report == {"fake.ipynb": {"stable_baselines3": {"cell 2"}, "gymnasium": {"markdown cell 3"},
+                                     "statsmodels": {"markdown cell 3"}}}
+    message = colab_sim.describe_unprovided(report, "-q git+{REPO_URL}")
+    assert "fake.ipynb imports stable_baselines3 (cell 2)" in message
+
+
+@pytest.mark.parametrize("spec", sorted(GROUPS), ids=_id)
+def test_install_cell_provides_every_import_and_chapters_run(spec, tmp_path, request):
+    names = GROUPS[spec]
+    notebooks = {name: json.loads((ROOT / name).read_text()) for name in names}
+    args = colab_sim.install_args(notebooks[names[0]])
+
+    # The runtime before the install cell: Colab's libraries, nothing of the book.
+    venv = colab_sim.make_colab_venv(tmp_path / "venv")
+    assert "torch" in venv.preinstalled and "ipykernel" in venv.preinstalled
+    leaked = set(NOT_PREINSTALLED) - set(colab_sim.missing_modules(venv, NOT_PREINSTALLED))
+    assert not leaked, f"the simulated Colab runtime already has {sorted(leaked)} before the install cell"
+    listed = json.loads(venv.run("-m", "pip", "list", "--format=json").stdout)
+    unseen = set(venv.preinstalled) - {colab_sim.canonicalize_name(d["name"]) for d in listed}
+    assert not unseen, f"pip does not see the linked {sorted(unseen)} as installed"
+
+    # The install cell, with a wheel of this repository in place of the GitHub URL.
+    wheel = colab_sim.build_wheel(tmp_path / "wheel")
+    installed = colab_sim.pip_install(venv, args, wheel, tmp_path / "pip")
+    print(f"%pip install {' '.join(args)} installed: {', '.join(installed)}")
+    assert any(i.startswith("dlbook-helpers==") for i in installed), installed
+    replaced = {colab_sim.canonicalize_name(i.split("==")[0]) for i in installed} & set(venv.preinstalled)
+    assert not replaced, f"the install cell replaced Colab's preinstalled {sorted(replaced)}"
+    venv.run("-m", "pip", "check")                           # every requirement satisfied, old and new
+
+    # Every import of every notebook with this install line (code cells and solutions), and of helpers itself.
+    report = colab_sim.unprovided_imports(venv, notebooks)
+    assert not report, colab_sim.describe_unprovided(report, " ".join(args))
+    missing = colab_sim.missing_modules(venv, colab_sim.helpers_imports())
+    assert not missing, f"helpers imports {missing}, which `%pip install {' '.join(args)}` does not provide"
+    modules = colab_sim.chapter_modules()
+    venv.run("-c", "import " + ", ".join(modules))           # importing them for real: versions fit together
+    if "[" not in spec:        # the checker can fail here: the plain line must not bring the PPO chapter's baseline
+        assert colab_sim.missing_modules(venv, ["stable_baselines3"]) == ["stable_baselines3"]
+
+    # One deep-learning and one RL chapter end to end, quick mode, from a folder outside the repository.
+    for name in (n for n in EXECUTED if n in names):
+        env = {"DLBOOK_QUICK": "1", "TQDM_DISABLE": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
+               "DLBOOK_RESULTS": str(tmp_path / "results")}
+        if "deep_learning" in name:
+            env["DLBOOK_DATA"] = str(request.getfixturevalue("real_data_dir"))   # skips where there is none
+        work = tmp_path / "colab" / Path(name).stem
+        executed = colab_sim.execute_notebook(venv, ROOT / name, work, **env)
+        out = colab_sim.printed(executed)
+        location = Path(out.split("HELPERS_FROM", 1)[1].split()[0])
+        assert location.parent.parent == venv.site, f"{name}: helpers came from {location}, not the wheel"
+        assert not location.is_symlink() and ROOT not in location.resolve().parents
+        assert Path(out.split("PYTHON_PREFIX", 1)[1].split()[0]) == venv.root
