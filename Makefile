@@ -90,6 +90,13 @@ slides: install
 	$(PY) -m helpers.slides $$(test -f $(EXECUTED)/$(NB) && echo $(EXECUTED)/$(NB) || echo $(NB)) \
 	    _build/slides/$$(basename $(NB) .ipynb).slides.html --vendor _build/slides/vendor
 
+## The student edition: every notebook with its solutions replaced by "Your turn" cells, outputs cleared, in
+## _build/student (hand it out, or upload it to Colab). Grade the notebooks students return, with partial credit
+## and feedback per auto-checked exercise: .venv/bin/python -m helpers grade submissions/ --out grades.csv
+.PHONY: student
+student: install
+	rm -rf _build/student && $(PY) -m helpers student _build/student
+
 ## Benchmarks against SB3, a plain PyTorch loop and airbench (GPU only): JSON + Markdown in benchmarks/results,
 ## included by the results page. Under 30 minutes on 2 CPU cores. See benchmarks/README.md.
 bench: install

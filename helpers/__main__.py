@@ -2,20 +2,31 @@
 
 ``python -m helpers results OUT.md [MODE]``: collect the chapters' recorded results of MODE (default: the current
 mode) into the results page's Markdown tables and comparison plots, written to OUT.md and beside it.
+
+``python -m helpers student OUT_DIR``: the student edition, every notebook without its solutions
+(:mod:`helpers.student`).
+
+``python -m helpers grade SUBMISSIONS [--out grades.csv]``: grade the auto-checked exercises of the students'
+notebooks in batch, with partial credit and feedback, into a CSV (:mod:`helpers.grading`).
 """
 
 from __future__ import annotations
 
 import sys
 
-from .results import main
-
 
 def cli(argv: list[str]) -> int:
-    if not argv or argv[0] != "results":
+    command, rest = (argv[0], argv[1:]) if argv else ("", [])
+    if command == "results":
+        from .results import main
+    elif command == "student":
+        from .student import main
+    elif command == "grade":
+        from .grading import main
+    else:
         print(__doc__)
         return 2
-    return main(argv[1:])
+    return main(rest)
 
 
 if __name__ == "__main__":

@@ -1,89 +1,161 @@
 """Auto-checked exercises: the student writes a function in the notebook, ``check`` says whether it is right.
 
-Each checker compares the student's function with a reference on several inputs, including the edge cases
-that catch the usual mistakes, and explains the first difference it finds in words a student can act on
+Each checker runs the student's function on several *test cases*, including the edge cases that catch the usual
+mistakes, and compares it with a reference. A case that fails is explained in words a student can act on
 ("for logits of shape (4, 10) you returned shape (4,); sum over the classes ...").
-``check("name", fn)`` prints a verdict and returns ``True``/``False``; it never raises on a wrong answer, so a
-notebook with an unfinished exercise still runs to the end. The list of exercises is :data:`CHECKS`.
+
+- ``check("name", fn)`` prints a verdict (the first failing case, and how many cases passed) and returns
+  ``True``/``False``; it never raises on a wrong answer, so a notebook with an unfinished exercise still runs
+  to the end.
+- ``grade("name", fn)`` returns the same verdict as a :class:`Verdict`: the fraction of cases passed is the
+  partial credit used by the batch grader (``python -m helpers grade``, :mod:`helpers.grading`).
+- When the environment variable ``DLBOOK_GRADE_LOG`` names a file, ``check`` also appends its verdict there as a
+  line of JSON: that is how the grader reads the result of a student's cell.
+
+The list of exercises is :data:`CHECKS`. A checker is a generator: ``checker(fn)`` yields one *case* per test, a
+function without arguments that calls ``fn`` and returns ``None`` when it passes or a message saying what is
+wrong (``_expect(fn, args, want, ...)`` builds the usual one, ``functools.partial`` a custom one); an exception
+raised by the student's function fails that case only.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
-Checker = Callable[[Callable], str | None]
+Case = Callable[[], str | None]
+Checker = Callable[[Callable], Iterator[Case]]
+
+GRADE_LOG_ENV = "DLBOOK_GRADE_LOG"
+NOT_IMPLEMENTED = "not implemented yet: replace `raise NotImplementedError` by your code"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The result of checking one function: cases passed out of ``total``, and the first failure's message."""
+
+    exercise: str
+    passed: int
+    total: int
+    message: str | None = None
+
+    @property
+    def score(self) -> float:
+        """Partial credit in [0, 1]: the fraction of test cases passed."""
+        return self.passed / self.total if self.total else 0.0
+
+    @property
+    def correct(self) -> bool:
+        return self.total > 0 and self.passed == self.total
+
+
+def _as_float64(value) -> torch.Tensor:
+    if torch.is_tensor(value):
+        return value.detach().cpu().to(torch.float64)
+    return torch.as_tensor(value, dtype=torch.float64)
+
+
+def _show(t: torch.Tensor) -> str:
+    """The first values of a tensor, 4 significant digits: enough to see what differs."""
+    values = ", ".join(f"{v:.4g}" for v in t.flatten()[:4].tolist())
+    return f"[{values}{', ...' if t.numel() > 4 else ''}]" if t.dim() else values
 
 
 def _close(got, want, what: str, atol: float = 1e-5) -> str | None:
     """``None`` when ``got`` matches ``want`` (shape and values), else a message saying how it differs."""
-    got_t = torch.as_tensor(got, dtype=torch.float64)
-    want_t = torch.as_tensor(want, dtype=torch.float64)
+    want_t = _as_float64(want)
+    try:
+        got_t = _as_float64(got)
+    except (TypeError, ValueError, RuntimeError):
+        return f"{what}: expected a tensor of shape {tuple(want_t.shape)}, got {type(got).__name__} {got!r:.60}"
     if got_t.shape != want_t.shape:
         return f"{what}: expected shape {tuple(want_t.shape)}, got {tuple(got_t.shape)}"
     if not torch.allclose(got_t, want_t, atol=atol, rtol=1e-4):
         diff = (got_t - want_t).abs().max().item()
-        return f"{what}: expected {want_t.flatten()[:4].tolist()}..., got {got_t.flatten()[:4].tolist()}... " \
-               f"(largest difference {diff:.3g})"
+        return f"{what}: expected {_show(want_t)}, got {_show(got_t)} (largest difference {diff:.3g})"
     return None
 
 
-def _softmax_cross_entropy(fn: Callable) -> str | None:
+def _clone(args: tuple) -> tuple:
+    """Fresh copies of the inputs: a function that modifies its arguments must not change the next case."""
+    return tuple(a.clone() if torch.is_tensor(a) else a for a in args)
+
+
+def _expect(fn: Callable, args: tuple, want, what: str, hint: str = "", atol: float = 1e-5) -> Case:
+    """A case: ``fn(*args)`` must equal ``want``; a failure's message ends with ``hint``."""
+    def case() -> str | None:
+        message = _close(fn(*_clone(args)), want, what, atol)
+        return f"{message} ({hint})" if message and hint else message
+    return case
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _softmax_cross_entropy(fn: Callable) -> Iterator[Case]:
     """fn(logits (N, K), targets (N,) int64) -> mean cross-entropy, a scalar tensor."""
-    gen = torch.Generator().manual_seed(0)
-    cases = {
-        "random logits": (torch.randn(4, 10, generator=gen), torch.tensor([0, 3, 9, 3])),
-        "large logits (numerical stability: subtract the row maximum)": (
-            torch.tensor([[1000.0, 0.0, -1000.0], [0.0, 1000.0, 0.0]]), torch.tensor([0, 2])),
-        "a single example": (torch.randn(1, 5, generator=gen), torch.tensor([4])),
-    }
-    for name, (logits, targets) in cases.items():
+    def case(name: str, logits: torch.Tensor, targets: torch.Tensor) -> str | None:
         out = fn(logits.clone(), targets.clone())
         if not torch.is_tensor(out) or out.dim() != 0:
-            return f"{name}: return one number (the mean over the batch) as a 0-d tensor, got {out!r}"
+            return f"{name}: return one number (the mean over the batch) as a 0-d tensor, got {out!r:.80}"
         if not torch.isfinite(out):
             return f"{name}: the loss is {out.item()}: use the log-sum-exp trick instead of exp() then log()"
         message = _close(out, F.cross_entropy(logits, targets), name)
-        if message:
-            return message + " (mean over examples of  logsumexp(z) - z[target])"
-    return None
+        return message + " (mean over examples of  logsumexp(z) - z[target])" if message else None
+
+    gen = _gen(0)
+    yield partial(case, "random logits", torch.randn(4, 10, generator=gen), torch.tensor([0, 3, 9, 3]))
+    yield partial(case, "large logits (numerical stability: subtract the row maximum)",
+                  torch.tensor([[1000.0, 0.0, -1000.0], [0.0, 1000.0, 0.0]]), torch.tensor([0, 2]))
+    yield partial(case, "a single example", torch.randn(1, 5, generator=gen), torch.tensor([4]))
+    yield partial(case, "equal logits (the loss is log K)", torch.zeros(3, 4), torch.tensor([0, 1, 3]))
 
 
-def _conv_output_size(fn: Callable) -> str | None:
+def _conv_output_size(fn: Callable) -> Iterator[Case]:
     """fn(size, kernel, stride=1, padding=0) -> output size of a convolution or pooling layer."""
-    for size, kernel, stride, padding in [(28, 3, 1, 0), (26, 2, 2, 0), (13, 3, 1, 1), (32, 5, 2, 2), (7, 7, 1, 0),
-                                         (11, 2, 2, 0)]:
+    def case(size: int, kernel: int, stride: int, padding: int) -> str | None:
         want = (size + 2 * padding - kernel) // stride + 1
         got = fn(size, kernel, stride=stride, padding=padding)
-        if got != want:
-            hint = " (round down: a window that does not fit is dropped)" if (size + 2 * padding - kernel) % stride else ""
-            return f"size={size}, kernel={kernel}, stride={stride}, padding={padding}: expected {want}, got {got}{hint}"
-    return None
+        try:
+            right = bool(got == want)
+        except (TypeError, ValueError, RuntimeError):
+            return f"size={size}, kernel={kernel}: return one whole number, got {type(got).__name__} {got!r:.60}"
+        if not right:
+            hint = " (round down: a window that does not fit is dropped)" \
+                if (size + 2 * padding - kernel) % stride else ""
+            return f"size={size}, kernel={kernel}, stride={stride}, padding={padding}: expected {want}, " \
+                   f"got {got}{hint}"
+        return None
+
+    for params in [(28, 3, 1, 0), (26, 2, 2, 0), (13, 3, 1, 1), (32, 5, 2, 2), (7, 7, 1, 0), (11, 2, 2, 0)]:
+        yield partial(case, *params)
 
 
-def _label_smoothing_loss(fn: Callable) -> str | None:
+def _label_smoothing_loss(fn: Callable) -> Iterator[Case]:
     """fn(logits (N, K), targets (N,), eps) -> mean label-smoothed cross-entropy."""
-    gen = torch.Generator().manual_seed(1)
+    gen = _gen(1)
     for eps in (0.0, 0.1, 0.3):
         logits, targets = torch.randn(6, 10, generator=gen), torch.randint(0, 10, (6,), generator=gen)
         want = F.cross_entropy(logits, targets, label_smoothing=eps)
-        message = _close(fn(logits, targets, eps), want, f"eps={eps}")
-        if message:
-            return message + " (the target is (1 - eps) on the true class plus eps / K on every class)"
-    return None
+        yield _expect(fn, (logits, targets, eps), want, f"eps={eps}",
+                      "the target is (1 - eps) on the true class plus eps / K on every class")
 
 
-def _q_learning_update(fn: Callable) -> str | None:
+def _q_learning_update(fn: Callable) -> Iterator[Case]:
     """fn(Q (S, A) array, s, a, r, s_next, terminated, alpha, gamma) -> updates Q[s, a] in place."""
     import numpy as np
 
     q = np.arange(12, dtype=float).reshape(4, 3)
-    cases = [((0, 1, 1.0, 2, False, 0.5, 0.9), 1 + 0.5 * (1.0 + 0.9 * 8 - 1)),
-             ((3, 2, -1.0, 1, True, 0.1, 0.99), 11 + 0.1 * (-1.0 - 11))]
-    for (s, a, r, s2, term, alpha, gamma), want in cases:
+
+    def case(s: int, a: int, r: float, s2: int, term: bool, alpha: float, gamma: float, want: float) -> str | None:
         table = q.copy()
         fn(table, s, a, r, s2, term, alpha, gamma)
         if not math.isclose(table[s, a], want, rel_tol=1e-9):
@@ -93,148 +165,181 @@ def _q_learning_update(fn: Callable) -> str | None:
         changed = np.argwhere(table != q)
         if len(changed) != 1:
             return f"only Q[s, a] may change, but {len(changed)} entries changed"
-    return None
+        return None
+
+    yield partial(case, 0, 1, 1.0, 2, False, 0.5, 0.9, 1 + 0.5 * (1.0 + 0.9 * 8 - 1))
+    yield partial(case, 3, 2, -1.0, 1, True, 0.1, 0.99, 11 + 0.1 * (-1.0 - 11))
+    yield partial(case, 1, 0, 0.0, 3, False, 1.0, 0.5, 0.0 + 0.5 * 11)
 
 
-def _scaled_dot_product_attention(fn: Callable) -> str | None:
+def _scaled_dot_product_attention(fn: Callable) -> Iterator[Case]:
     """fn(q (B, T, d), k (B, S, d), v (B, S, dv), mask (T, S) bool or None) -> (B, T, dv); True = may attend."""
-    gen = torch.Generator().manual_seed(2)
-    q, k, v = torch.randn(2, 4, 8, generator=gen), torch.randn(2, 5, 8, generator=gen), torch.randn(2, 5, 3, generator=gen)
-    message = _close(fn(q, k, v, None), F.scaled_dot_product_attention(q, k, v), "without a mask")
-    if message:
-        return message + " (softmax(q k^T / sqrt(d)) v, softmax over the keys)"
+    gen = _gen(2)
+    q, k, v = torch.randn(2, 4, 8, generator=gen), torch.randn(2, 5, 8, generator=gen), \
+        torch.randn(2, 5, 3, generator=gen)
+    yield _expect(fn, (q, k, v, None), F.scaled_dot_product_attention(q, k, v), "without a mask",
+                  "softmax(q k^T / sqrt(d)) v, softmax over the keys")
+    masked = "set masked scores to -inf before the softmax"
     causal = torch.ones(4, 4, dtype=torch.bool).tril()
     q4, k4, v4 = q[:, :4], k[:, :4], v[:, :4]
-    message = _close(fn(q4, k4, v4, causal), F.scaled_dot_product_attention(q4, k4, v4, attn_mask=causal),
-                     "with a causal mask")
-    return message + " (set masked scores to -inf before the softmax)" if message else None
+    yield _expect(fn, (q4, k4, v4, causal), F.scaled_dot_product_attention(q4, k4, v4, attn_mask=causal),
+                  "with a causal mask", masked)
+    padding = torch.tensor([True, True, True, False, False]).expand(4, 5)
+    yield _expect(fn, (q, k, v, padding), F.scaled_dot_product_attention(q, k, v, attn_mask=padding),
+                  "4 queries, 5 keys, the last 2 keys masked (padding)", masked)
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _rnn_step(fn: Callable) -> str | None:
+def _rnn_step(fn: Callable) -> Iterator[Case]:
     """fn(x (B, I), h (B, H), W_ih (H, I), W_hh (H, H), b (H,)) -> new hidden state (B, H)."""
     g = _gen(3)
-    cell = torch.nn.RNNCell(5, 4)
-    x, h = torch.randn(3, 5, generator=g), torch.randn(3, 4, generator=g)
-    with torch.no_grad():
-        want = cell(x, h)
-        got = fn(x, h, cell.weight_ih, cell.weight_hh, cell.bias_ih + cell.bias_hh)
-    message = _close(got, want, "one step of nn.RNNCell")
-    return message + " (h_new = tanh(x W_ih^T + h W_hh^T + b))" if message else None
+    for batch, inp, hid, zero_h in ((3, 5, 4, False), (1, 2, 6, False), (2, 3, 3, True)):
+        cell = torch.nn.RNNCell(inp, hid)
+        x, h = torch.randn(batch, inp, generator=g), torch.randn(batch, hid, generator=g) * (not zero_h)
+        with torch.no_grad():
+            want = cell(x, h)
+            args = (x, h, cell.weight_ih.clone(), cell.weight_hh.clone(), cell.bias_ih + cell.bias_hh)
+        what = f"one step of nn.RNNCell({inp}, {hid}), batch {batch}" + (", h = 0" if zero_h else "")
+        yield _expect(fn, args, want, what, "h_new = tanh(x W_ih^T + h W_hh^T + b)")
 
 
-def _lstm_step(fn: Callable) -> str | None:
+def _lstm_step(fn: Callable) -> Iterator[Case]:
     """fn(x, h, c, W_ih (4H, I), W_hh (4H, H), b (4H,)) -> (h_new, c_new); gates in PyTorch's order i, f, g, o."""
+    hint = "chunk the 4H pre-activations as i, f, g, o; c = f*c + i*g; h = o*tanh(c)"
+
+    def case(what: str, inputs: tuple, weights: tuple, want_h: torch.Tensor, want_c: torch.Tensor) -> str | None:
+        with torch.no_grad():
+            got = fn(*_clone(inputs), *_clone(weights))
+        if not isinstance(got, tuple) or len(got) != 2:
+            return "return the pair (h_new, c_new)"
+        message = _close(got[1], want_c, f"{what}: the new cell state c") or \
+            _close(got[0], want_h, f"{what}: the new hidden state h")
+        return f"{message} ({hint})" if message else None
+
     g = _gen(4)
-    cell = torch.nn.LSTMCell(5, 4)
-    x, h, c = torch.randn(3, 5, generator=g), torch.randn(3, 4, generator=g), torch.randn(3, 4, generator=g)
-    with torch.no_grad():
-        want_h, want_c = cell(x, (h, c))
-        got = fn(x, h, c, cell.weight_ih, cell.weight_hh, cell.bias_ih + cell.bias_hh)
-    if not isinstance(got, tuple) or len(got) != 2:
-        return "return the pair (h_new, c_new)"
-    message = _close(got[1], want_c, "the new cell state c") or _close(got[0], want_h, "the new hidden state h")
-    return message + " (chunk the 4H pre-activations as i, f, g, o; c = f*c + i*g; h = o*tanh(c))" if message else None
+    for batch, inp, hid in ((3, 5, 4), (1, 3, 2), (2, 4, 6)):
+        cell = torch.nn.LSTMCell(inp, hid)
+        x, h, c = (torch.randn(batch, n, generator=g) for n in (inp, hid, hid))
+        with torch.no_grad():
+            want_h, want_c = cell(x, (h, c))
+            weights = (cell.weight_ih.clone(), cell.weight_hh.clone(), cell.bias_ih + cell.bias_hh)
+        yield partial(case, f"nn.LSTMCell({inp}, {hid}), batch {batch}", (x, h, c), weights, want_h, want_c)
 
 
-def _gru_step(fn: Callable) -> str | None:
+def _gru_step(fn: Callable) -> Iterator[Case]:
     """fn(x, h, W_ih (3H, I), W_hh (3H, H), b_ih (3H,), b_hh (3H,)) -> h_new; gates in PyTorch's order r, z, n."""
     g = _gen(5)
-    cell = torch.nn.GRUCell(5, 4)
-    x, h = torch.randn(3, 5, generator=g), torch.randn(3, 4, generator=g)
-    with torch.no_grad():
-        got = fn(x, h, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
-        message = _close(got, cell(x, h), "one step of nn.GRUCell")
-    return message + (" (n = tanh(W_in x + b_in + r * (W_hn h + b_hn)): the reset gate multiplies the whole "
-                      "recurrent term, bias included; h_new = (1 - z) * n + z * h)") if message else None
+    hint = ("n = tanh(W_in x + b_in + r * (W_hn h + b_hn)): the reset gate multiplies the whole recurrent term, "
+            "bias included; h_new = (1 - z) * n + z * h")
+    for batch, inp, hid, zero_h in ((3, 5, 4, False), (1, 2, 3, False), (2, 4, 5, True)):
+        cell = torch.nn.GRUCell(inp, hid)
+        x, h = torch.randn(batch, inp, generator=g), torch.randn(batch, hid, generator=g) * (not zero_h)
+        with torch.no_grad():
+            want = cell(x, h)
+            args = (x, h) + tuple(p.clone() for p in (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh))
+        what = f"one step of nn.GRUCell({inp}, {hid}), batch {batch}" + (", h = 0" if zero_h else "")
+        yield _expect(fn, args, want, what, hint)
 
 
-def _psnr(fn: Callable) -> str | None:
+def _psnr(fn: Callable) -> Iterator[Case]:
     """fn(x, y) -> PSNR in dB of images with values in [0, 1]: 10 log10(1 / MSE)."""
+    def case(what: str, x1: torch.Tensor, x2: torch.Tensor) -> str | None:
+        got = fn(x1.clone(), x2.clone())
+        want = 10 * math.log10(1 / ((x1 - x2) ** 2).mean().item())
+        try:
+            got = float(got)
+        except (TypeError, ValueError, RuntimeError):
+            return f"{what}: return one number (in dB), got {type(got).__name__} {got!r:.60}"
+        if not math.isclose(got, want, rel_tol=1e-4):
+            return f"{what}: expected {want:.4g} dB, got {got:.4g} (10 * log10(1 / MSE), MSE averaged over all pixels)"
+        return None
+
     x = torch.zeros(2, 1, 4, 4)
-    for mse in (0.01, 1e-4):
-        y = x + math.sqrt(mse)
-        got = float(fn(x, y))
-        if not math.isclose(got, 10 * math.log10(1 / mse), rel_tol=1e-4):
-            return f"for a mean squared error of {mse} expected {10 * math.log10(1 / mse):.2f} dB, got {got:.4g} " \
-                   "(10 * log10(1 / MSE), MSE averaged over all pixels)"
-    return None
+    yield partial(case, "a mean squared error of 0.01", x, x + 0.1)
+    yield partial(case, "a mean squared error of 0.0001", x, x + 0.01)
+    yield partial(case, "a batch of 3 random image pairs", torch.rand(3, 1, 5, 5, generator=_gen(9)),
+                  torch.rand(3, 1, 5, 5, generator=_gen(10)))
 
 
-def _generator_loss(fn: Callable) -> str | None:
+def _generator_loss(fn: Callable) -> Iterator[Case]:
     """fn(d_fake_logits (N,)) -> the non-saturating generator loss, -mean log D(G(z))."""
-    for logits in (torch.tensor([-8.0, -6.0, 0.0, 2.0]), torch.randn(6, generator=_gen(6))):
+    hint = ("use -log D(G(z)), not log(1 - D(G(z))): the latter saturates when D rejects the fakes; compute it "
+            "from logits, e.g. softplus(-logits).mean()")
+    for logits in (torch.tensor([-8.0, -6.0, 0.0, 2.0]), torch.randn(6, generator=_gen(6)),
+                   torch.tensor([-120.0, -100.0, -90.0])):
         want = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
-        message = _close(fn(logits), want, f"D logits {logits[:3].tolist()}...")
-        if message:
-            return message + (" (use -log D(G(z)), not log(1 - D(G(z))): the latter saturates when D rejects the "
-                              "fakes; compute it from logits, e.g. softplus(-logits).mean())")
-    return None
+        yield _expect(fn, (logits,), want, f"D logits {logits[:3].tolist()}...", hint)
 
 
-def _rbm_free_energy(fn: Callable) -> str | None:
+def _rbm_free_energy(fn: Callable) -> Iterator[Case]:
     """fn(v (B, V), W (V, H), b_v (V,), b_h (H,)) -> free energy per example (B,)."""
     g = _gen(7)
-    v = (torch.rand(4, 6, generator=g) > 0.5).float()
-    w, bv, bh = torch.randn(6, 3, generator=g), torch.randn(6, generator=g), torch.randn(3, generator=g)
-    want = -(v @ bv) - F.softplus(v @ w + bh).sum(dim=1)
-    message = _close(fn(v, w, bv, bh), want, "free energy of 4 visible vectors")
-    return message + " (F(v) = -v.b_v - sum_j softplus(b_h_j + (v W)_j))" if message else None
+    for batch, nv, nh, what in ((4, 6, 3, "free energy of 4 visible vectors"), (1, 5, 4, "a single visible vector"),
+                                (3, 8, 2, "3 visible vectors, 8 visible and 2 hidden units")):
+        v = (torch.rand(batch, nv, generator=g) > 0.5).float()
+        w, bv, bh = torch.randn(nv, nh, generator=g), torch.randn(nv, generator=g), torch.randn(nh, generator=g)
+        want = -(v @ bv) - F.softplus(v @ w + bh).sum(dim=1)
+        yield _expect(fn, (v, w, bv, bh), want, what, "F(v) = -v.b_v - sum_j softplus(b_h_j + (v W)_j)")
 
 
-def _squash(fn: Callable) -> str | None:
+def _squash(fn: Callable) -> Iterator[Case]:
     """fn(s (..., D)) -> squashed vectors: |s|^2 / (1 + |s|^2) * s / |s| along the last dimension."""
-    s = torch.randn(2, 5, 8, generator=_gen(8)) * torch.tensor([0.01, 0.5, 1.0, 3.0, 30.0]).view(1, 5, 1)
-    norm = s.norm(dim=-1, keepdim=True)
-    message = _close(fn(s.clone()), norm**2 / (1 + norm**2) * s / norm, "squashing capsules of different lengths")
-    return message + " (short vectors shrink to almost 0, long ones to just under length 1; direction kept)" \
-        if message else None
+    hint = "short vectors shrink to almost 0, long ones to just under length 1; direction kept"
+    s = torch.randn(2, 5, 8, generator=_gen(8))
+    for scale, what in ((0.01, "short capsules (length about 0.03)"), (0.4, "capsules of length about 1"),
+                        (30.0, "long capsules (length about 85)")):
+        x = s * scale
+        norm = x.norm(dim=-1, keepdim=True)
+        yield _expect(fn, (x,), norm**2 / (1 + norm**2) * x / norm, what, hint)
 
 
-def _dqn_target(fn: Callable) -> str | None:
+def _dqn_target(fn: Callable) -> Iterator[Case]:
     """fn(rewards (B,), next_q (B, A) from the target network, terminated (B,) bool, gamma) -> TD targets (B,)."""
-    rewards = torch.tensor([1.0, 1.0, 0.5])
-    next_q = torch.tensor([[1.0, 3.0], [2.0, 0.0], [5.0, 4.0]])
-    terminated = torch.tensor([False, True, False])
-    want = torch.tensor([1.0 + 0.9 * 3.0, 1.0, 0.5 + 0.9 * 5.0])
-    message = _close(fn(rewards, next_q, terminated, 0.9), want, "targets for three transitions")
-    return message + " (r + gamma * max_a' Q_target(s', a'), and just r where the episode terminated)" \
-        if message else None
+    hint = "r + gamma * max_a' Q_target(s', a'), and just r where the episode terminated"
+    yield _expect(fn, (torch.tensor([1.0, 0.5]), torch.tensor([[1.0, 3.0], [5.0, 4.0]]), torch.tensor([False, False]),
+                       0.9), torch.tensor([1.0 + 0.9 * 3.0, 0.5 + 0.9 * 5.0]), "two transitions, none terminal", hint)
+    yield _expect(fn, (torch.tensor([1.0, 1.0, 0.5]), torch.tensor([[1.0, 3.0], [2.0, 0.0], [5.0, 4.0]]),
+                       torch.tensor([False, True, False]), 0.9), torch.tensor([1.0 + 0.9 * 3.0, 1.0, 0.5 + 0.9 * 5.0]),
+                  "three transitions, the second terminal", hint)
+    yield _expect(fn, (torch.tensor([-1.0, 2.0]), torch.tensor([[7.0, -2.0, 1.0], [0.5, 9.0, 3.0]]),
+                       torch.tensor([True, True]), 0.99), torch.tensor([-1.0, 2.0]),
+                  "two terminal transitions, three actions", hint)
 
 
-def _clipped_surrogate(fn: Callable) -> str | None:
+def _clipped_surrogate(fn: Callable) -> Iterator[Case]:
     """fn(ratio (N,), advantages (N,), clip_eps) -> PPO's clipped surrogate *loss* (to minimise)."""
-    ratio = torch.tensor([0.5, 0.9, 1.0, 1.1, 1.5, 1.5, 0.5])
-    adv = torch.tensor([1.0, -1.0, 2.0, 1.0, 1.0, -1.0, -1.0])
-    want = -torch.min(ratio * adv, ratio.clamp(0.8, 1.2) * adv).mean()
-    message = _close(fn(ratio, adv, 0.2), want, "ratios 0.5..1.5 with positive and negative advantages")
-    return message + (" (loss = -mean(min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A)): the minimum makes it "
-                      "pessimistic; mind the sign)") if message else None
+    hint = ("loss = -mean(min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A)): the minimum makes it pessimistic; "
+            "mind the sign")
+    for ratio, adv, what in (
+            ([0.9, 1.0, 1.1, 1.05], [1.0, -2.0, 0.5, -1.0], "ratios inside [1 - eps, 1 + eps]"),
+            ([0.5, 0.7, 1.5, 2.0], [1.0, 2.0, 1.0, 0.5], "positive advantages, ratios outside the clip range"),
+            ([0.5, 0.7, 1.5, 2.0], [-1.0, -2.0, -1.0, -0.5], "negative advantages, ratios outside the clip range"),
+            ([0.5, 0.9, 1.0, 1.1, 1.5, 1.5, 0.5], [1.0, -1.0, 2.0, 1.0, 1.0, -1.0, -1.0],
+             "ratios 0.5..1.5 with positive and negative advantages")):
+        r, a = torch.tensor(ratio), torch.tensor(adv)
+        yield _expect(fn, (r, a, 0.2), -torch.min(r * a, r.clamp(0.8, 1.2) * a).mean(), what, hint)
 
 
-def _discounted_returns(fn: Callable) -> str | None:
+def _discounted_returns(fn: Callable) -> Iterator[Case]:
     """fn(rewards (T,), last_value, terminated, gamma) -> returns (T,) of one n-step rollout, bootstrapped."""
     rewards = torch.tensor([1.0, 0.0, 2.0])
     for terminated, last in ((False, 10.0), (True, 10.0)):
         tail = 0.0 if terminated else last
         want = torch.tensor([1 + 0.5 * (0 + 0.5 * (2 + 0.5 * tail)), 0 + 0.5 * (2 + 0.5 * tail), 2 + 0.5 * tail])
-        message = _close(fn(rewards, last, terminated, 0.5), want, f"terminated={terminated}")
-        if message:
-            hint = "a terminated rollout has no future: bootstrap with 0" if terminated else \
-                "bootstrap the last step with V(s_T): G_t = r_t + gamma * G_(t+1), G_T = V(s_T)"
-            return f"{message} ({hint})"
-    return None
+        hint = "a terminated rollout has no future: bootstrap with 0" if terminated else \
+            "bootstrap the last step with V(s_T): G_t = r_t + gamma * G_(t+1), G_T = V(s_T)"
+        yield _expect(fn, (rewards, last, terminated, 0.5), want, f"terminated={terminated}", hint)
+    yield _expect(fn, (torch.tensor([3.0]), -2.0, False, 0.9), torch.tensor([3.0 + 0.9 * -2.0]),
+                  "a rollout of one step, terminated=False", "G_0 = r_0 + gamma * V(s_1)")
 
 
-def _categorical_entropy(fn: Callable) -> str | None:
+def _categorical_entropy(fn: Callable) -> Iterator[Case]:
     """fn(logits (B, A)) -> entropy of the softmax policy per state (B,), in nats."""
-    logits = torch.tensor([[0.0, 0.0], [100.0, 0.0], [1.0, 2.0]])
-    want = torch.distributions.Categorical(logits=logits).entropy()
-    message = _close(fn(logits), want, "uniform, almost deterministic and mixed policies")
-    return message + " (H = -sum_a p log p with p = softmax(logits); use log_softmax for stability)" if message else None
+    hint = "H = -sum_a p log p with p = softmax(logits); use log_softmax for stability"
+    for rows, what in (([[0.0, 0.0], [3.0, 3.0]], "uniform policies (entropy log 2)"),
+                       ([[1.0, 2.0], [0.5, -1.0]], "mixed policies"),
+                       ([[100.0, 0.0], [0.0, 200.0]], "almost deterministic policies (entropy about 0)")):
+        logits = torch.tensor(rows)
+        yield _expect(fn, (logits,), torch.distributions.Categorical(logits=logits).entropy(), what, hint)
 
 
 CHECKS: dict[str, Checker] = {
@@ -257,18 +362,54 @@ CHECKS: dict[str, Checker] = {
 }
 
 
-def check(exercise: str, fn: Callable) -> bool:
-    """Check a student's function for ``exercise`` (a key of :data:`CHECKS`); print the verdict, return it."""
+def _explain(err: Exception) -> str:
+    if isinstance(err, NotImplementedError):
+        return NOT_IMPLEMENTED
+    return f"your function raised {type(err).__name__}: {err}"
+
+
+def grade(exercise: str, fn: Callable) -> Verdict:
+    """Run every test case of ``exercise`` on ``fn``: how many passed, and the first failure's message.
+
+    A case in which ``fn`` raises fails with the exception as its message; the other cases still run. (A checker
+    that returns a message or ``None`` instead of yielding cases counts as one case.)
+    """
     if exercise not in CHECKS:
         raise ValueError(f"unknown exercise {exercise!r}; known: {', '.join(CHECKS)}")
+    passed = total = 0
+    first: str | None = None
+
+    def record(message: str | None) -> None:
+        nonlocal passed, total, first
+        total += 1
+        passed += message is None
+        first = first or message
+
     try:
-        problem = CHECKS[exercise](fn)
-    except NotImplementedError:
-        problem = "not implemented yet: replace `raise NotImplementedError` by your code"
-    except Exception as err:  # a student's bug is a verdict, not a crash of the notebook
-        problem = f"your function raised {type(err).__name__}: {err}"
-    if problem is None:
-        print(f"✅ {exercise}: correct on every test case.")
+        cases = CHECKS[exercise](fn)
+        if cases is None or isinstance(cases, str):      # a checker written as one case
+            record(cases)
+            cases = ()
+        for case in cases:
+            try:
+                message = case()
+            except Exception as err:  # a student's bug fails the case, not the notebook
+                message = _explain(err)
+            record(message)
+    except Exception as err:  # the checker itself stopped (it called fn outside a case)
+        record(_explain(err))
+    return Verdict(exercise, passed, total, first)
+
+
+def check(exercise: str, fn: Callable) -> bool:
+    """Check a student's function for ``exercise`` (a key of :data:`CHECKS`); print the verdict, return it."""
+    verdict = grade(exercise, fn)
+    log = os.environ.get(GRADE_LOG_ENV)
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(json.dumps({**asdict(verdict), "score": verdict.score}) + "\n")
+    if verdict.correct:
+        print(f"✅ {exercise}: correct on every test case ({verdict.total} of {verdict.total}).")
         return True
-    print(f"❌ {exercise}: {problem}")
+    print(f"❌ {exercise}: {verdict.message}\n   {verdict.passed} of {verdict.total} test cases passed.")
     return False

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from helpers.exercises import CHECKS, check
+from helpers.exercises import CHECKS, check, grade
 
 
 def ce_right(logits, targets):
@@ -220,3 +220,67 @@ def test_right_and_wrong_answers(name, capsys):
     assert "❌" in out and hint in out, out
     assert check(name, not_done) is False
     assert "not implemented yet" in capsys.readouterr().out
+
+
+# --- partial credit: the verdict the grader uses ---------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(ANSWERS))
+def test_partial_credit_counts_test_cases(name):
+    """At least three cases per exercise, the same number whatever the answer; right scores 1, unfinished 0,
+    and the typical mistake fails at least one case."""
+    right, wrong, _ = ANSWERS[name]
+    good, bad, empty = grade(name, right), grade(name, wrong), grade(name, not_done)
+    assert good.total >= 3 and good.total == bad.total == empty.total
+    assert good.correct and good.score == 1.0 and good.message is None
+    assert 0.0 <= bad.score < 1.0 and bad.message
+    assert empty.score == 0.0 and empty.message.startswith("not implemented yet")
+
+
+def test_typical_mistakes_get_partial_credit():
+    """A mistake that only shows on the edge case loses that case only."""
+    partial = {n: grade(n, ANSWERS[n][1]) for n in ("conv_output_size", "q_learning_update", "dqn_target",
+                                                     "discounted_returns", "categorical_entropy",
+                                                     "softmax_cross_entropy", "clipped_surrogate")}
+    assert all(0 < v.score < 1 for v in partial.values()), partial
+    assert (partial["conv_output_size"].passed, partial["conv_output_size"].total) == (4, 6)
+
+
+def test_a_crash_fails_only_its_case(capsys):
+    def crashes_on_a_batch_of_one(logits, targets):
+        if len(targets) == 1:
+            raise IndexError("boom")
+        return ce_right(logits, targets)
+
+    verdict = grade("softmax_cross_entropy", crashes_on_a_batch_of_one)
+    assert (verdict.passed, verdict.total) == (3, 4) and "raised IndexError: boom" in verdict.message
+    assert check("softmax_cross_entropy", crashes_on_a_batch_of_one) is False
+    assert "3 of 4 test cases passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("answer", [lambda *a, **k: None, lambda *a, **k: "text", lambda *a, **k: [1.0, 2.0],
+                                    lambda *a, **k: torch.ones(50)])
+def test_nonsense_answers_never_raise(answer, capsys):
+    for name in CHECKS:
+        assert check(name, answer) is False
+    assert capsys.readouterr().out.count("❌") == len(CHECKS)
+
+
+def test_the_grade_log(tmp_path, monkeypatch):
+    """With DLBOOK_GRADE_LOG set, check() appends its verdict as a JSON line (how the grader reads a cell)."""
+    import json
+
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("DLBOOK_GRADE_LOG", str(log))
+    check("dqn_target", dqn_right)
+    check("dqn_target", dqn_wrong)
+    first, second = (json.loads(line) for line in log.read_text().splitlines())
+    assert first == {"exercise": "dqn_target", "passed": 3, "total": 3, "message": None, "score": 1.0}
+    assert second["passed"] == 1 and second["score"] == pytest.approx(1 / 3) and "terminated" in second["message"]
+
+
+def test_a_checker_written_as_one_case_still_works(monkeypatch):
+    monkeypatch.setitem(CHECKS, "old_style", lambda fn: None if fn(2) == 4 else "expected 4")
+    assert grade("old_style", lambda x: x * 2).correct
+    verdict = grade("old_style", lambda x: x)
+    assert (verdict.passed, verdict.total, verdict.message) == (0, 1, "expected 4")
+    assert grade("old_style", not_done).message.startswith("not implemented yet")
