@@ -74,7 +74,7 @@ _CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 # --- models ------------------------------------------------------------------------------------------
 
 class RNNModel(nn.Module):
-    """The seed's Elman RNN classifier/regressor: ``nn.RNN`` over the sequence, the last hidden state -> Linear.
+    """Elman RNN classifier/regressor: ``nn.RNN``, last hidden state -> ``nn.Linear``.
 
     Reading only the last step makes the whole sequence's information pass through one hidden vector,
     which is exactly what the long-memory experiments probe.
@@ -91,7 +91,7 @@ class RNNModel(nn.Module):
 
 
 class LSTMModel(nn.Module):
-    """The seed's LSTM: ``nn.LSTM`` (gated cell state, Hochreiter & Schmidhuber 1997), last step -> Linear."""
+    """LSTM: ``nn.LSTM`` (Hochreiter & Schmidhuber 1997), last step -> Linear."""
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int, num_layers: int = 1):
         super().__init__()
@@ -104,7 +104,7 @@ class LSTMModel(nn.Module):
 
 
 class GRUModel(nn.Module):
-    """The seed's GRU: ``nn.GRU`` (update and reset gates, Cho et al. 2014), last step -> Linear."""
+    """GRU: ``nn.GRU`` (Cho et al. 2014), last step -> Linear."""
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int, num_layers: int = 1):
         super().__init__()
@@ -133,7 +133,9 @@ def chrono_init(model: nn.Module, t_max: float) -> nn.Module:
         for layer in range(lstm.num_layers):
             b_ih, b_hh = getattr(lstm, f"bias_ih_l{layer}"), getattr(lstm, f"bias_hh_l{layer}")
             with torch.no_grad():
-                b_f = torch.log(torch.empty(h).uniform_(1.0, t_max - 1.0))
+                # drawn on the CPU (the same numbers on every device), then moved to
+                # the layer's device and dtype
+                b_f = torch.log(torch.empty(h).uniform_(1.0, t_max - 1.0)).to(b_ih)
                 b_ih[h:2 * h] = b_f          # forget gate
                 b_ih[:h] = -b_f              # input gate
                 b_hh[:2 * h] = 0.0
@@ -602,12 +604,14 @@ def input_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     is ``W_ih^T`` times the gradient on the step's pre-activation; vanishing shows as a decay towards
     ``t = 0``. Works for any model taking ``(batch, time, features)``; parameter gradients are left untouched.
     """
-    device = next(model.parameters()).device
-    x = x.detach().to(device).requires_grad_(True)
+    param = next(model.parameters())
+    # the model's device and precision (a float64 copy of a model gets float64 inputs)
+    dtype = param.dtype if x.is_floating_point() else x.dtype
+    x = x.detach().to(param.device, dtype).requires_grad_(True)
     loss_fn = loss_fn or nn.functional.cross_entropy
     was_training = model.training
     model.eval()
-    loss = loss_fn(_logits(model(x)), y.to(device))
+    loss = loss_fn(_logits(model(x)), y.to(param.device))
     (grad,) = torch.autograd.grad(loss, x)
     model.train(was_training)
     return grad.norm(dim=-1).mean(0).cpu()

@@ -1,5 +1,6 @@
 """Unit tests for helpers.sequence: shapes, determinism, vocabulary round trip, task labels. Runs in seconds."""
 
+import copy
 import math
 
 import numpy as np
@@ -11,7 +12,7 @@ from helpers import sequence as seq
 
 
 @pytest.mark.parametrize("cls, attr", [(seq.RNNModel, "rnn"), (seq.LSTMModel, "lstm"), (seq.GRUModel, "gru")])
-def test_seed_models_read_the_last_step(cls, attr):
+def test_models_read_the_last_step(cls, attr):
     model = cls(3, 16, 5, num_layers=2)
     x = torch.randn(4, 7, 3)
     assert model(x).shape == (4, 5)
@@ -201,6 +202,23 @@ def test_input_gradient_norms_vanish_for_an_rnn():
     assert all(p.grad is None for p in model.parameters())          # parameters untouched
     ratios = seq.early_gradient_ratio(lambda: seq.RNNModel(seq.recall_input_size(), 16, 8), [2, 10, 40])
     assert ratios[2] > ratios[10] > ratios[40] > 0                  # float64 keeps tiny ratios above 0
+    model64 = copy.deepcopy(model).double()
+    norms64 = seq.input_gradient_norms(model64, x, y)    # float32 x follows the model
+    assert norms64.dtype == torch.float64
+    assert torch.allclose(norms64.float(), norms, rtol=1e-3)
+
+
+def test_chrono_init_draws_on_the_cpu_and_follows_the_layer_dtype():
+    torch.manual_seed(0)
+    a = seq.chrono_init(seq.LSTMModel(3, 4, 2), 50)
+    torch.manual_seed(0)
+    b = seq.chrono_init(seq.LSTMModel(3, 4, 2).double(), 50)
+    assert b.lstm.bias_ih_l0.dtype == torch.float64
+    assert torch.allclose(a.lstm.bias_ih_l0.double(), b.lstm.bias_ih_l0)   # same draws
+    forget = a.lstm.bias_ih_l0[4:8]
+    assert torch.equal(a.lstm.bias_ih_l0[:4], -forget)     # input bias = -forget bias
+    assert (forget >= 0).all() and (forget <= math.log(49) + 1e-6).all()
+    assert (a.lstm.bias_hh_l0[:8] == 0).all()
 
 
 def test_time_epoch_counts_seconds():
