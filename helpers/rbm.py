@@ -133,6 +133,9 @@ def train_rbm(rbm: RBM, data: torch.Tensor, *, epochs: int, batch_size: int = 64
     """
     if data.ndim != 2 or data.shape[1] != rbm.n_visible:
         raise ValueError(f"data must be (N, {rbm.n_visible}), got {tuple(data.shape)}")
+    if data.device != rbm.W.device:
+        raise ValueError(f"data is on {data.device} but the RBM on {rbm.W.device}: "
+                         f"move one of them, e.g. rbm.to(data.device)")
     optimizer = torch.optim.SGD(rbm.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     g = torch.Generator(device=data.device).manual_seed(seed)
     n = len(data)
@@ -198,14 +201,16 @@ def sigmoid_mlp(sizes: Sequence[int], num_classes: int, rbms: Sequence[RBM] | No
 
     With ``rbms`` the hidden layers start from the pretrained weights; without, from PyTorch's default
     random initialisation: the same architecture, so a comparison isolates the effect of pretraining.
+    The network is built on the device of the ``rbms`` (the CPU without them).
     """
+    device = rbms[0].W.device if rbms else torch.device("cpu")
     layers: list[nn.Module] = [nn.Flatten()]
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        linear = nn.Linear(a, b)
+        linear = nn.Linear(a, b, device=device)
         if rbms is not None:
             with torch.no_grad():
                 linear.weight.copy_(rbms[i].W)
                 linear.bias.copy_(rbms[i].h_bias)
         layers += [linear, nn.Sigmoid()]
-    layers.append(nn.Linear(sizes[-1], num_classes))
+    layers.append(nn.Linear(sizes[-1], num_classes, device=device))
     return nn.Sequential(*layers)

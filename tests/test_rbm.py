@@ -72,3 +72,12 @@ def test_invalid_arguments():
         R.DBN([5])
     with pytest.raises(ValueError):
         R.train_rbm(R.RBM(4, 2), torch.rand(3, 5), epochs=1)
+
+
+def test_devices_are_checked_and_kept():
+    # no GPU needed: the "meta" device holds shapes only, which is enough to check placement
+    with pytest.raises(ValueError, match="device|on meta"):
+        R.train_rbm(R.RBM(4, 2), torch.rand(3, 4, device="meta"), epochs=1, progress=False)
+    dbn = R.DBN([4, 3, 2]).to("meta")
+    assert {p.device.type for p in dbn.to_classifier(2).parameters()} == {"meta"}
+    assert {p.device.type for p in R.sigmoid_mlp([4, 3], 2).parameters()} == {"cpu"}
