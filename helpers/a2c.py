@@ -118,21 +118,26 @@ class RolloutState:
 @torch.no_grad()
 def collect_rollout(envs: gym.vector.VectorEnv, model: rl.ActorCritic, state: RolloutState,
                     n_steps: int) -> Rollout:
-    """Step all copies ``n_steps`` times with actions sampled from the current policy, updating ``state``."""
+    """Step all copies ``n_steps`` times with actions sampled from the current policy,
+    updating ``state``. The rollout's tensors live on the model's device."""
+    device = rl.module_device(model)
     obs_l, act_l, rew_l, term_l, trunc_l, next_l, mask_l = [], [], [], [], [], [], []
     for _ in range(n_steps):
-        obs = torch.as_tensor(state.obs, dtype=torch.float32)
+        obs = torch.as_tensor(state.obs, dtype=torch.float32, device=device)
         actions = model.distribution(obs).sample()
-        next_obs, rewards, terminated, truncated, info = envs.step(actions.numpy())
+        stepped = envs.step(actions.cpu().numpy())
+        next_obs, rewards, terminated, truncated, info = stepped
         valid = ~state.ended
         state.step += int(valid.sum())
         if "episode" in info:
             for i in np.flatnonzero(info["_episode"]):
                 state.episodes.append((state.step, float(info["episode"]["r"][i])))
-        obs_l.append(obs); act_l.append(actions); next_l.append(torch.as_tensor(next_obs, dtype=torch.float32))
-        rew_l.append(torch.as_tensor(rewards, dtype=torch.float32))
-        term_l.append(torch.as_tensor(terminated)); trunc_l.append(torch.as_tensor(truncated))
-        mask_l.append(torch.as_tensor(valid))
+        obs_l.append(obs); act_l.append(actions)
+        next_l.append(torch.as_tensor(next_obs, dtype=torch.float32, device=device))
+        rew_l.append(torch.as_tensor(rewards, dtype=torch.float32, device=device))
+        term_l.append(torch.as_tensor(terminated, device=device))
+        trunc_l.append(torch.as_tensor(truncated, device=device))
+        mask_l.append(torch.as_tensor(valid, device=device))
         state.obs, state.ended = next_obs, terminated | truncated
     return Rollout(torch.stack(obs_l), torch.stack(act_l), torch.stack(rew_l), torch.stack(term_l),
                    torch.stack(trunc_l), torch.stack(next_l), torch.stack(mask_l))
@@ -304,16 +309,17 @@ def run_episodes(envs: list[gym.Env], model: rl.ActorCritic) -> Episodes:
     """Play one episode in each environment (in lockstep, one batched forward pass per step) with the policy.
 
     Each environment keeps its own random stream (``helpers.rl.make_env`` seeds it once), so repeated calls give
-    fresh, reproducible episodes.
+    fresh, reproducible episodes. The batch's tensors live on the model's device.
     """
+    device = rl.module_device(model)
     n = len(envs)
     obs = np.stack([env.reset()[0] for env in envs])
     active = np.ones(n, dtype=bool)
     per_env: list[list[tuple]] = [[] for _ in range(n)]
     while active.any():
         idx = np.flatnonzero(active)
-        o = torch.as_tensor(obs[idx], dtype=torch.float32)
-        actions = model.distribution(o).sample().numpy()
+        o = torch.as_tensor(obs[idx], dtype=torch.float32, device=device)
+        actions = model.distribution(o).sample().cpu().numpy()
         for j, i in enumerate(idx):
             nxt, r, term, trunc, _ = envs[i].step(actions[j])
             per_env[i].append((obs[i].copy(), actions[j], float(r), term, trunc, nxt))
@@ -322,9 +328,13 @@ def run_episodes(envs: list[gym.Env], model: rl.ActorCritic) -> Episodes:
                 active[i] = False
     flat = [step for ep in per_env for step in ep]
     cols = list(zip(*flat))
-    return Episodes(torch.as_tensor(np.stack(cols[0]), dtype=torch.float32), torch.as_tensor(np.array(cols[1])),
-                    torch.as_tensor(cols[2], dtype=torch.float32), torch.as_tensor(cols[3]),
-                    torch.as_tensor(cols[4]), torch.as_tensor(np.stack(cols[5]), dtype=torch.float32),
+
+    def t(x, dtype=None) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
+
+    return Episodes(t(np.stack(cols[0]), torch.float32), t(cols[1]),
+                    t(cols[2], torch.float32), t(cols[3]), t(cols[4]),
+                    t(np.stack(cols[5]), torch.float32),
                     [sum(s[2] for s in ep) for ep in per_env])
 
 
@@ -348,7 +358,8 @@ def episode_advantages(model: rl.ActorCritic, batch: Episodes, estimator: str, g
             return n_step_returns(batch.rewards, batch.terminated, batch.truncated, next_values, gamma) - values
         if estimator == "a2c":
             ends = batch.terminated | batch.truncated
-            pos = torch.zeros(len(ends), dtype=torch.long)            # position of each step inside its episode
+            # position of each step inside its episode
+            pos = torch.zeros(len(ends), dtype=torch.long, device=ends.device)
             count = 0
             for t in range(len(ends)):
                 pos[t] = count
@@ -371,7 +382,7 @@ def reinforce_loss(model: rl.ActorCritic, batch: Episodes, gamma: float = 0.99, 
         psi = mc - values.detach()
         value_loss = (mc - values).pow(2).mean()
     else:
-        psi, value_loss = mc, torch.zeros(())
+        psi, value_loss = mc, mc.new_zeros(())
     policy_loss = -(dist.log_prob(batch.actions) * psi).mean()
     entropy = dist.entropy().mean()
     loss = policy_loss + 0.5 * value_loss - ent_coef * entropy

@@ -205,13 +205,16 @@ class DQNResult:
 
 @torch.no_grad()
 def greedy_returns(q_net: nn.Module, env_id: str, episodes: int, seed: int,
-                   device: torch.device | str = "cpu") -> np.ndarray:
+                   device: torch.device | str | None = None) -> np.ndarray:
     """Returns of ``episodes`` greedy episodes (episode i reset with ``seed + i``), all run side by side.
 
     Gives the same numbers as ``rl.evaluate_policy(rl.torch_policy(q_net), env_id, episodes, seed)``, but feeds the
     observations of all unfinished episodes through the network as one batch: for the periodic evaluation inside
     training this is several times cheaper than one forward pass per step and episode.
+    Observations go to ``device``, by default the device of the network's parameters.
     """
+    if device is None:
+        device = rl.module_device(q_net)
     envs = [gym.make(env_id) for _ in range(episodes)]
     obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
     returns = np.zeros(episodes)

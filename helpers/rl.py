@@ -8,6 +8,7 @@ what every RL chapter needs the same way, so that results are measured identical
 - :func:`make_env` / :func:`make_vector_env`: seeded environments;
 - :func:`evaluate_policy`: a *separate* greedy run on fresh episodes, the number every chapter reports;
 - :func:`plot_returns`: mean ± std over seeds against environment steps;
+- :func:`curve_area`: the area under one learning curve, a measure of learning speed;
 - :class:`ActorCritic`: the small policy/value network used by the policy-gradient chapters.
 """
 
@@ -73,13 +74,31 @@ def evaluate_policy(policy: Callable[[np.ndarray], int | np.ndarray], env_id: st
     return returns
 
 
-def torch_policy(model: Callable[[torch.Tensor], torch.Tensor], device: torch.device | str = "cpu",
+def module_device(model: object) -> torch.device:
+    """The device of a module's first parameter (or buffer); the CPU for anything else.
+
+    Why: code that builds input tensors from NumPy observations must put them where the
+    network lives, which on a GPU machine may be CUDA; asking the module itself avoids a
+    second argument that is easy to forget.
+    """
+    if isinstance(model, nn.Module):
+        for tensor in (*model.parameters(), *model.buffers()):
+            return tensor.device
+    return torch.device("cpu")
+
+
+def torch_policy(model: Callable[[torch.Tensor], torch.Tensor],
+                 device: torch.device | str | None = None,
                  continuous: bool = False) -> Callable[[np.ndarray], int | np.ndarray]:
     """Wrap a network that maps a batch of observations to action scores (or actions) into a greedy policy.
 
     For discrete actions the policy takes the arg-max of the scores (Q-values or logits); with
     ``continuous=True`` it returns the network's output itself (e.g. the mean of a Gaussian policy).
+    Observations go to ``device``, by default the device of the model's parameters.
     """
+    if device is None:
+        device = module_device(model)
+
     @torch.no_grad()
     def act(obs: np.ndarray) -> int | np.ndarray:
         out = model(torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0))[0]
@@ -102,6 +121,31 @@ def moving_average(x: Sequence[float] | np.ndarray, window: int) -> np.ndarray:
     idx = np.arange(1, len(x) + 1)
     lo = np.maximum(idx - window, 0)
     return (csum[idx] - csum[lo]) / (idx - lo)
+
+
+def curve_area(steps: Sequence[float] | np.ndarray,
+               returns: Sequence[float] | np.ndarray,
+               budget: float, window: int = 20, points: int = 201) -> float:
+    """Area under a learning curve divided by its length: the average height of the
+    training return over environment steps 0 .. ``budget``, in return units.
+
+    ``steps[i]`` is the environment step at which training episode ``i`` ended and
+    ``returns[i]`` its return; the curve is their ``window``-episode moving average,
+    read off at ``points`` evenly spaced steps (the first value holds before the
+    first episode ends, the last one until ``budget``). Why this measure of learning
+    speed: it is defined for every run, also for one that never reaches a target
+    return, where "steps until the return first reached X" is undefined (two runs
+    that both miss X would compare as equal, infinity against infinity); and it
+    rewards reaching high returns early.
+    A run without a finished episode has area 0.
+    """
+    if budget <= 0:
+        raise ValueError(f"budget must be positive, got {budget}")
+    steps, returns = np.asarray(steps, dtype=float), np.asarray(returns, dtype=float)
+    if steps.size == 0:
+        return 0.0
+    grid = np.linspace(0.0, budget, points)
+    return float(np.mean(np.interp(grid, steps, moving_average(returns, window))))
 
 
 def plot_returns(runs: Mapping[str, Sequence[tuple[Sequence[float], Sequence[float]]]], *, title: str,

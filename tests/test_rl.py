@@ -76,3 +76,32 @@ def test_actor_critic_shapes_and_gradients(continuous):
     assert all(p.grad is not None for p in net.parameters())
     with pytest.raises(ValueError):
         rl.ActorCritic(0, 2)
+
+
+def test_curve_area_is_the_mean_height_and_defined_for_every_run():
+    # One episode of return 10 ending at step 0, then one of 30 at step 50: with window 1 the
+    # curve rises linearly from 10 to 30 over [0, 50] and stays at 30 until the budget 100.
+    area = rl.curve_area([0, 50], [10, 30], budget=100, window=1, points=1001)
+    assert area == pytest.approx((20 * 50 + 30 * 50) / 100, abs=0.05)
+    # A run that never reaches a target still gets a number, and a faster learner a larger one.
+    slow = rl.curve_area([100, 200, 300], [20, 20, 40], budget=300, window=1)
+    fast = rl.curve_area([100, 200, 300], [20, 40, 40], budget=300, window=1)
+    assert 0 < slow < fast
+    assert rl.curve_area([], [], budget=10) == 0.0
+    with pytest.raises(ValueError):
+        rl.curve_area([1], [1], budget=0)
+
+
+def test_module_device_and_torch_policy_follow_the_model():
+    assert rl.module_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
+    assert rl.module_device(lambda x: x) == torch.device("cpu")
+    net = torch.nn.Linear(4, 2).to("meta")
+    assert rl.module_device(net) == torch.device("meta")
+    seen = []
+
+    def spy(obs):
+        seen.append(obs.device)
+        return torch.zeros(1, 2)
+
+    rl.torch_policy(spy, device="cpu")(np.zeros(4, dtype=np.float32))
+    assert seen == [torch.device("cpu")]
