@@ -296,7 +296,7 @@ def markdown(result: Mapping) -> list[str]:
                                              for r in failed]
     other = [r for r in runs if r.get("seed", 0) != 0]
     if other:
-        lines += ["", "#### Other seeds", "",
+        lines += ["", "**Other seeds.**", "",
                   "The same notebooks with their one `SEED = 0` line changed: the quality gates must hold for "
                   "any seed.", ""]
         groups = sorted({(r["device"], r["mode"]) for r in other})
