@@ -8,8 +8,8 @@ subset (``notebooks=``) updates those rows and keeps the others.
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -40,28 +40,63 @@ def notebooks_in_toc() -> list[Path]:
     return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").exists()]
 
 
-def execute(path: Path, mode: str, results_dir: Path) -> dict:
-    """Run one notebook; return its wall time, whether it passed, and the error's last line if it did not."""
+SEED_LINE = re.compile(r"^SEED = \d+", re.M)
+
+
+def with_seed(nb, seed: int):
+    """The notebook with its one ``SEED = ...`` line set to ``seed`` (ValueError if there is not exactly one)."""
+    hits = 0
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.source, n = SEED_LINE.subn(f"SEED = {seed}", cell.source)
+            hits += n
+    if hits != 1:
+        raise ValueError(f"expected one 'SEED = <int>' line, found {hits}")
+    return nb
+
+
+def last_error_line(text: str) -> str:
+    """The line that says what failed (``AssertionError: ...``) from nbclient's error text, ANSI codes removed."""
+    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b", line):
+            return line[:300]
+    return lines[-1][:300] if lines else "failed"
+
+
+def execute(path: Path, mode: str, results_dir: Path, *, seed: int | None = None, out: Path | None = None) -> dict:
+    """Run one notebook in a fresh kernel; return its wall time, whether it passed, and the failing line if not.
+
+    ``seed`` replaces the notebook's ``SEED = 0`` line; ``out`` keeps the executed notebook. The environment
+    variables it sets for the kernel are restored afterwards.
+    """
     import nbformat
     from nbclient import NotebookClient
 
-    env = {"DLBOOK_QUICK": "1" if mode == "quick" else "0", "DLBOOK_RESULTS": str(results_dir), "TQDM_DISABLE": "1"}
+    env = {"DLBOOK_QUICK": "1" if mode == "quick" else "0", "DLBOOK_RESULTS": str(results_dir), "TQDM_DISABLE": "1",
+           "MPLBACKEND": "Agg"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     error = None
     start = time.perf_counter()
     try:
         nb = nbformat.read(path, as_version=4)
-        NotebookClient(nb, timeout=-1, resources={"metadata": {"path": str(path.parent)}}).execute()
+        if seed is not None:
+            with_seed(nb, seed)
+        NotebookClient(nb, timeout=-1, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
     except Exception as err:                     # a failing cell: record it and go on with the next notebook
-        error = str(err).strip().splitlines()[-1][:300] if str(err).strip() else type(err).__name__
+        error = last_error_line(str(err)) if str(err).strip() else type(err).__name__
     finally:
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return {"wall_s": time.perf_counter() - start, "passed": error is None, "error": error}
+    wall = time.perf_counter() - start
+    if out is not None:
+        nbformat.write(nb, out)
+    return {"wall_s": round(wall, 1), "passed": error is None, "error": error}
 
 
 def run(mode: str = "full", notebooks: Sequence[str] | None = None, previous: Mapping | None = None) -> dict:

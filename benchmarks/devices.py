@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -31,56 +30,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from . import report
-from .book_times import notebooks_in_toc
+from .book_times import execute, notebooks_in_toc
 
 ROOT = Path(__file__).resolve().parents[1]
-SEED_LINE = re.compile(r"^SEED = \d+", re.M)
-
-
-def with_seed(nb, seed: int):
-    """The notebook with its one ``SEED = ...`` line set to ``seed`` (ValueError if there is not exactly one)."""
-    hits = 0
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.source, n = SEED_LINE.subn(f"SEED = {seed}", cell.source)
-            hits += n
-    if hits != 1:
-        raise ValueError(f"expected one 'SEED = <int>' line, found {hits}")
-    return nb
-
-
-def last_error_line(text: str) -> str:
-    """The line that says what failed (``AssertionError: ...``) from nbclient's error text, ANSI codes removed."""
-    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines() if ln.strip()]
-    for line in reversed(lines):
-        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b", line):
-            return line[:300]
-    return lines[-1][:300] if lines else "failed"
-
-
-def execute_one(path: Path, mode: str, seed: int | None, results_dir: Path, out: Path | None = None) -> dict:
-    """Run one notebook in this process (the child side of :func:`run`); return its row."""
-    import nbformat
-    from nbclient import NotebookClient
-
-    os.environ.update(DLBOOK_QUICK="1" if mode == "quick" else "0", DLBOOK_RESULTS=str(results_dir),
-                      TQDM_DISABLE="1", MPLBACKEND="Agg")
-    nb = nbformat.read(path, as_version=4)
-    if seed is not None:
-        with_seed(nb, seed)
-    error = None
-    start = time.perf_counter()
-    try:
-        NotebookClient(nb, timeout=-1, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
-    except Exception as err:     # a failing cell: its assertion is the result
-        error = last_error_line(str(err)) or type(err).__name__
-    wall = time.perf_counter() - start
-    if out is not None:
-        nbformat.write(nb, out)
-    return {"wall_s": round(wall, 1), "passed": error is None, "error": error}
-
-
 def device_info() -> dict:
     """What the notebooks will run on here: ``helpers.get_device()``'s choice, named."""
     import torch
@@ -334,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--row", type=Path)
     parser.add_argument("--keep", type=Path)
     args = parser.parse_args(argv)
-    row = execute_one(args.one, args.mode, args.seed, args.results, args.keep)
+    row = execute(args.one, args.mode, args.results, seed=args.seed, out=args.keep)
     args.row.write_text(json.dumps(row))
     return 0
 

@@ -20,6 +20,7 @@ from that folder and opens offline; without it, from public CDNs.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -190,7 +191,7 @@ def export(notebook: str | Path, out: str | Path | None = None, vendor: str | Pa
         missing = [p for p in VENDOR_FILES if not (vendor / p).exists()]
         if missing:
             raise FileNotFoundError(f"{vendor} lacks {missing}: run helpers.slides.vendor({str(vendor)!r}) first")
-        rel = Path(_relpath(vendor, out.resolve().parent))
+        rel = Path(os.path.relpath(vendor, out.resolve().parent))
         options.update(reveal_url_prefix=str(rel / "reveal.js"), require_js_url=str(rel / "requirejs/require.js"),
                        jquery_url=str(rel / "jquery/dist/jquery.min.js"),
                        mathjax_url=str(rel / "mathjax/MathJax.js") + "?config=TeX-AMS_CHTML",
@@ -200,12 +201,6 @@ def export(notebook: str | Path, out: str | Path | None = None, vendor: str | Pa
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html)
     return out
-
-
-def _relpath(target: Path, start: Path) -> str:
-    import os
-
-    return os.path.relpath(target, start)
 
 
 # What an offline deck loads, relative to the vendor folder.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from benchmarks import devices, pages, report
+from benchmarks import book_times, devices, pages, report
 
 
 def notebook(path, *sources: str):
@@ -19,15 +19,15 @@ def notebook(path, *sources: str):
 def test_with_seed_changes_the_one_seed_line():
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("import x\nSEED = 0\nSEEDS = [SEED + i for i in range(3)]")]
-    assert "SEED = 7\n" in devices.with_seed(nb, 7).cells[0].source
+    assert "SEED = 7\n" in book_times.with_seed(nb, 7).cells[0].source
     nb.cells.append(nbformat.v4.new_code_cell("SEED = 1"))
     with pytest.raises(ValueError, match="found 2"):
-        devices.with_seed(nb, 3)
+        book_times.with_seed(nb, 3)
 
 
 def test_the_failing_assertion_is_the_reported_error():
     text = "cell\n\x1b[31mAssertionError\x1b[39m: gate 0.9 missed\n"
-    assert devices.last_error_line(text) == "AssertionError: gate 0.9 missed"
+    assert book_times.last_error_line(text) == "AssertionError: gate 0.9 missed"
 
 
 def test_run_records_passes_failures_seeds_and_the_deadline(tmp_path):
