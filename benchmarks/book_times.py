@@ -64,11 +64,14 @@ def last_error_line(text: str) -> str:
     return lines[-1][:300] if lines else "failed"
 
 
-def execute(path: Path, mode: str, results_dir: Path, *, seed: int | None = None, out: Path | None = None) -> dict:
+def execute(path: Path, mode: str, results_dir: Path, *, seed: int | None = None, out: Path | None = None,
+            cell_log: Path | None = None) -> dict:
     """Run one notebook in a fresh kernel; return its wall time, whether it passed, and the failing line if not.
 
-    ``seed`` replaces the notebook's ``SEED = 0`` line; ``out`` keeps the executed notebook. The environment
-    variables it sets for the kernel are restored afterwards.
+    ``seed`` replaces the notebook's ``SEED = 0`` line; ``out`` keeps the executed notebook. ``cell_log`` gets one
+    line per finished cell as it finishes (index, seconds, first line of code): when a run is stopped at a
+    deadline, it still says where the time went. The environment variables it sets for the kernel are restored
+    afterwards.
     """
     import nbformat
     from nbclient import NotebookClient
@@ -83,8 +86,8 @@ def execute(path: Path, mode: str, results_dir: Path, *, seed: int | None = None
         nb = nbformat.read(path, as_version=4)
         if seed is not None:
             with_seed(nb, seed)
-        NotebookClient(nb, timeout=-1, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        NotebookClient(nb, timeout=-1, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
+                       **_cell_timer(cell_log)).execute()
     except Exception as err:                     # a failing cell: record it and go on with the next notebook
         error = last_error_line(str(err)) if str(err).strip() else type(err).__name__
     finally:
@@ -97,6 +100,26 @@ def execute(path: Path, mode: str, results_dir: Path, *, seed: int | None = None
     if out is not None:
         nbformat.write(nb, out)
     return {"wall_s": round(wall, 1), "passed": error is None, "error": error}
+
+
+def _cell_timer(log: Path | None) -> dict:
+    """nbclient hooks that append each cell's wall time to ``log`` the moment the cell finishes."""
+    if log is None:
+        return {}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("cell\tseconds\tcode\n")
+    started: dict[int, float] = {}
+
+    def on_start(cell, cell_index, **_) -> None:
+        started[cell_index] = time.perf_counter()
+
+    def on_done(cell, cell_index, **_) -> None:
+        first = next((ln for ln in cell.source.splitlines() if ln.strip()), "")[:80]
+        seconds = time.perf_counter() - started.get(cell_index, time.perf_counter())
+        with log.open("a") as f:
+            f.write(f"{cell_index}\t{seconds:.1f}\t{first}\n")
+
+    return {"on_cell_start": on_start, "on_cell_executed": on_done}
 
 
 def run(mode: str = "full", notebooks: Sequence[str] | None = None, previous: Mapping | None = None) -> dict:

@@ -50,7 +50,10 @@ def device_info() -> dict:
 
 
 def commit() -> str:
-    """The commit the notebooks came from, ``+changes`` if the book or helpers differ from it."""
+    """The commit the notebooks came from, ``+changes`` if the book or helpers differ from it (``DLBOOK_COMMIT``
+    names it where the checkout travelled without its ``.git``)."""
+    if os.environ.get("DLBOOK_COMMIT"):
+        return os.environ["DLBOOK_COMMIT"]
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
@@ -139,7 +142,8 @@ def run(modes: Sequence[str], notebooks: Sequence[str] | None = None, *, jobs: i
                     cmd += ["--seed", str(seed)]
                 if keep is not None:
                     keep.mkdir(parents=True, exist_ok=True)
-                    cmd += ["--keep", str(keep / f"{mode}-{path.stem}.ipynb")]
+                    cmd += ["--keep", str(keep / f"{mode}-{path.stem}.ipynb"),
+                            "--cell-log", str(keep / f"{mode}-{path.stem}.cells.tsv")]
                 proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 running.append((proc, path, mode, out_json, time.perf_counter()))
@@ -285,8 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results", type=Path)
     parser.add_argument("--row", type=Path)
     parser.add_argument("--keep", type=Path)
+    parser.add_argument("--cell-log", type=Path)
     args = parser.parse_args(argv)
-    row = execute(args.one, args.mode, args.results, seed=args.seed, out=args.keep)
+    row = execute(args.one, args.mode, args.results, seed=args.seed, out=args.keep, cell_log=args.cell_log)
     args.row.write_text(json.dumps(row))
     return 0
 

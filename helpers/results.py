@@ -55,7 +55,12 @@ def _plain(value):
 
 
 def _commit() -> str | None:
-    """The book's commit when ``helpers`` runs from a git checkout (None elsewhere, e.g. a wheel in Colab)."""
+    """The book's commit when ``helpers`` runs from a git checkout (None elsewhere, e.g. a wheel in Colab).
+
+    ``DLBOOK_COMMIT`` names it where the checkout travelled without its ``.git`` (a copy sent to a GPU machine).
+    """
+    if os.environ.get("DLBOOK_COMMIT"):
+        return os.environ["DLBOOK_COMMIT"]
     repo = Path(__file__).resolve().parents[1]
     if not (repo / ".git").exists():
         return None
