@@ -112,7 +112,7 @@ def run(modes: Sequence[str], notebooks: Sequence[str] | None = None, *, jobs: i
 
         def finish(proc, path, mode, out_json, t0, killed=False):
             if killed:
-                row = {"wall_s": round(time.perf_counter() - t0, 1), "passed": False,
+                row = {"wall_s": round(time.perf_counter() - t0, 1), "passed": False, "stopped": True,
                        "error": f"stopped at the deadline ({deadline_s:.0f} s)"}
             elif out_json.exists():
                 row = json.loads(out_json.read_text())
@@ -165,7 +165,10 @@ def run(modes: Sequence[str], notebooks: Sequence[str] | None = None, *, jobs: i
                 now = ", ".join(f"{p.stem} ({(beat - t0) / 60:.0f} min)" for _, p, _, _, t0 in running)
                 print(f"[{(beat - start) / 60:.0f} min] running: {now}; {len(todo)} waiting", flush=True)
             time.sleep(0.5)
-    return {"runs": sorted(rows.values(), key=_key), "new": new}
+    result = {"runs": sorted(rows.values(), key=_key), "new": new}
+    if previous and previous.get("notes"):
+        result["notes"] = list(previous["notes"])     # what the committed runs' conditions were, kept with them
+    return result
 
 
 def _in_cache(cache: Path, source: Path) -> bool:
@@ -225,10 +228,17 @@ def _key(row: Mapping) -> tuple:
     return (row["device"], row["mode"], row["notebook"], row.get("seed", 0))
 
 
+def _stopped(row: Mapping) -> bool:
+    """A run stopped at the deadline: no verdict on its quality gates, only a lower bound on its time."""
+    return row.get("stopped", False) or str(row.get("error") or "").startswith("stopped at the deadline")
+
+
 def _cell(row: Mapping | None) -> str:
     if row is None:
         return "—"
-    return f"✓ {row['wall_s']:,.0f} s" if row["passed"] else f"✗ {row['wall_s']:,.0f} s ¹"
+    if row["passed"]:
+        return f"✓ {row['wall_s']:,.0f} s"
+    return f"⏱ > {row['wall_s']:,.0f} s ²" if _stopped(row) else f"✗ {row['wall_s']:,.0f} s ¹"
 
 
 def markdown(result: Mapping) -> list[str]:
@@ -239,17 +249,25 @@ def markdown(result: Mapping) -> list[str]:
     columns = sorted({(r["device"], r["mode"]) for r in main}, key=lambda c: (c[0], c[1] != "quick"))
     lines = ["Every notebook executed in a fresh kernel, several at a time, by `make gpu-check` "
              "(`python -m benchmarks devices`): ✓ passed every quality gate, ✗ failed (the assertion is listed "
-             "below the table); the time is the notebook's wall time with other notebooks running beside it.", ""]
+             "below the table), ⏱ stopped unfinished at the run's deadline (no verdict); the time is the "
+             "notebook's wall time with other notebooks running beside it.", ""]
     if columns:
         header = ["notebook"] + [f"{dev}, {mode}" for dev, mode in columns]
         index = {(r["device"], r["mode"], r["notebook"]): r for r in main}
         lines += report.table(header, [[n] + [_cell(index.get((d, m, n))) for d, m in columns] for n in order
                                        if any((d, m, n) in index for d, m in columns)])
         lines += ["", "Runs: " + "; ".join(_describe(main, d, m) for d, m in columns) + "."]
-        failed = [r for r in main if not r["passed"]]
+        failed = [r for r in main if not r["passed"] and not _stopped(r)]
         if failed:
             lines += ["", "¹ Failures:"] + [f"- {r['notebook']} ({r['device']}, {r['mode']}): `{r['error']}`"
                                              for r in failed]
+        stopped = [r for r in main if _stopped(r)]
+        if stopped:
+            lines += ["", "² Stopped unfinished at the run's deadline: "
+                      + "; ".join(f"{r['notebook']} ({r['device']}, {r['mode']})" for r in stopped) + "."]
+    notes = result.get("notes", [])
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
     other = [r for r in runs if r.get("seed", 0) != 0]
     if other:
         lines += ["", "**Other seeds.**", "",
@@ -265,7 +283,8 @@ def markdown(result: Mapping) -> list[str]:
                                   [[n] + [_cell(index.get((n, s))) for s in seeds] for n in order
                                    if any((n, s) in index for s in seeds)])
             failed = [r for r in rows if not r["passed"]]
-            lines += [""] + [f"- ¹ {r['notebook']}, SEED = {r['seed']}: `{r['error']}`" for r in failed]
+            lines += [""] + [f"- {'²' if _stopped(r) else '¹'} {r['notebook']}, SEED = {r['seed']}: `{r['error']}`"
+                             for r in failed]
             lines += [""] if failed else []
     if not runs:
         lines += ["No run recorded yet: `make gpu-check`."]

@@ -38,7 +38,7 @@ def test_run_records_passes_failures_seeds_and_the_deadline(tmp_path):
     rows = {r["notebook"]: r for r in result["runs"]}
     assert rows["ok"]["passed"] and rows["ok"]["seed"] == 5 and rows["ok"]["mode"] == "quick"
     assert not rows["bad"]["passed"] and rows["bad"]["error"] == "AssertionError: seed 5"
-    assert not rows["slow"]["passed"] and "deadline" in rows["slow"]["error"]
+    assert not rows["slow"]["passed"] and "deadline" in rows["slow"]["error"] and rows["slow"]["stopped"]
     assert rows["slow"]["wall_s"] < 40
     for key in ("device", "torch", "commit", "date"):
         assert rows["ok"][key]
@@ -92,6 +92,12 @@ def test_matrix_markdown_keeps_devices_apart_and_lists_failures(tmp_path):
     assert "| mlp | ✗ 12 s ¹ | ✓ 9 s |" in text
     assert "mlp (CPU (x, 2 cores), quick): `AssertionError: gate`" in text
     assert "SEED = 3" in text and "| gru | ✓ 30 s |" in text
+    # a run stopped at the deadline is no failed gate: it shows as unfinished, with its notes
+    stopped = {**base, "device": "NVIDIA H100", "mode": "full", "notebook": "gan", "wall_s": 450.2,
+               "passed": False, "stopped": True, "error": "stopped at the deadline (450 s)"}
+    text = "\n".join(devices.markdown({"runs": runs + [stopped], "notes": ["ran beside the quick runs"]}))
+    assert "| gan | — | — | ⏱ > 450 s ² |" in text and "² Stopped unfinished" in text
+    assert "gan (NVIDIA H100, full): `stopped" not in text and "- ran beside the quick runs" in text
     report.save("devices", {"runs": runs}, tmp_path)
     pages.write_markdown(tmp_path)
     assert "make gpu-check" in (tmp_path / "devices.md").read_text()
