@@ -102,10 +102,12 @@ student: install
 bench: install
 	TQDM_DISABLE=1 $(PY) -m benchmarks
 
-## Wall time of every notebook executed one after the other: make bench-book MODE=quick (default full: use a GPU)
+## Wall time of every notebook on this machine, in MODE (default full: use a GPU; on a CPU it prints the cost
+## first): the device matrix's runner, JOBS notebooks side by side, into benchmarks/results/devices.{json,md}
+## (the instructor page shows it). `python -m benchmarks book --mode MODE` times them one after the other instead.
 MODE ?= full
 bench-book: install
-	$(PY) -m benchmarks book --mode $(MODE)
+	TQDM_DISABLE=1 $(PY) -m benchmarks devices --modes $(MODE) --full all --jobs $(JOBS) --records $(RECORDS)
 
 ## The device matrix: every notebook in quick and full mode on this machine, JOBS at a time, each stopped with the
 ## rest after DEADLINE seconds; writes benchmarks/results/devices.{json,md} (the results page shows it). Meant for a
