@@ -9,12 +9,16 @@ what every RL chapter needs the same way, so that results are measured identical
 - :func:`evaluate_policy`: a *separate* greedy run on fresh episodes, the number every chapter reports;
 - :func:`plot_returns`: mean ± std over seeds against environment steps;
 - :func:`curve_area`: the area under one learning curve, a measure of learning speed;
-- :class:`ActorCritic`: the small policy/value network used by the policy-gradient chapters.
+- :class:`ActorCritic`: the small policy/value network used by the policy-gradient chapters;
+- :func:`run_many`: independent training runs (seeds, settings) side by side, one CPU core each.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import gymnasium as gym
 import matplotlib.pyplot as plt
@@ -22,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
+from tqdm.auto import tqdm
 
 
 def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
@@ -228,3 +233,42 @@ class ActorCritic(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """The greedy action scores: logits (discrete) or the Gaussian mean (continuous)."""
         return self.actor(obs)
+
+
+def parallel_jobs(n_runs: int) -> int:
+    """How many runs :func:`run_many` puts side by side: ``DLBOOK_JOBS`` if set, else the CPU threads this process
+    was given (``OMP_NUM_THREADS``, as the book's runners and CI set it), else every core; at most ``n_runs``.
+
+    One run per core: the RL networks are tiny, so a run is fastest on one thread, and runs that share nothing scale
+    with the cores. Where several notebooks already share the machine (CI), the thread budget is 1: the runs stay
+    in this process, one after the other, exactly as written.
+    """
+    setting = os.environ.get("DLBOOK_JOBS") or os.environ.get("OMP_NUM_THREADS")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    jobs = int(setting) if setting and setting.isdigit() else cores
+    return max(1, min(jobs, n_runs))
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+    os.environ["TQDM_DISABLE"] = "1"      # a worker's bars would go to the terminal, not to the notebook
+
+
+def run_many(fn: Callable, calls: Sequence[Mapping], *, jobs: int | None = None, desc: str = "runs") -> list:
+    """``[fn(**kwargs) for kwargs in calls]``, computed by ``jobs`` processes side by side (default
+    :func:`parallel_jobs`), in the order of ``calls``.
+
+    Each run seeds itself from its arguments, so the results are the same as one after the other; only the wall
+    time changes. ``fn`` must be importable (a function of ``helpers``, not one defined in the notebook): the
+    worker processes are *spawned* (fresh interpreters), which is safe in Jupyter on every platform, unlike
+    forking a process that already runs PyTorch threads.
+    """
+    jobs = jobs or parallel_jobs(len(calls))
+    if jobs <= 1:
+        return [fn(**kwargs) for kwargs in tqdm(calls, desc=desc)]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_one_thread) as pool:
+        futures = [pool.submit(fn, **kwargs) for kwargs in calls]
+        for _ in tqdm(as_completed(futures), total=len(futures), desc=f"{desc} ({jobs} side by side)"):
+            pass
+        return [f.result() for f in futures]

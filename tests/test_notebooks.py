@@ -67,3 +67,21 @@ def test_follows_the_chapter_template(path):
     assert "hide-cell" in setup["metadata"].get("tags", [])
     assert any(re.search(r"^\s*assert\b", source(c), re.M) for c in code[-3:]), \
         "the last cells must assert the chapter's quality gates"
+
+
+# Words of the workshop that built the book, which readers cannot know: a page that says "the issue asks" or "the seed
+# model" points at documents the reader never saw ("seed" also collides with random seeds).
+WORKSHOP_WORDS = re.compile(r"\bissues?\b|\bseed models?\b|\bthe seed's\b|\btickets?\b|\bacceptance (list|criteria)\b",
+                            re.I)
+PAGES = sorted((ROOT / "book").rglob("*.md")) + NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.name)
+def test_pages_speak_to_readers_without_workshop_words(path):
+    if path.suffix == ".ipynb":
+        texts = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"]]
+    else:
+        texts = [path.read_text()]
+    hits = sorted({m.group(0) for t in texts for m in WORKSHOP_WORDS.finditer(t)})
+    assert WORKSHOP_WORDS.search("as the Issue asks, the seed model") is not None     # the check can fail
+    assert not hits, f"{path.name} uses words readers cannot know: {hits}"

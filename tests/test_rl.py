@@ -105,3 +105,25 @@ def test_module_device_and_torch_policy_follow_the_model():
 
     rl.torch_policy(spy, device="cpu")(np.zeros(4, dtype=np.float32))
     assert seen == [torch.device("cpu")]
+
+
+def _square_seeded(seed: int, scale: float = 1.0) -> float:
+    """A stand-in for a training run: seeds itself, so where it runs does not change its result."""
+    return float(np.random.default_rng(seed).normal() * scale)
+
+
+def test_run_many_gives_the_sequential_results_in_order(monkeypatch):
+    calls = [{"seed": s, "scale": 2.0} for s in range(5)]
+    want = [_square_seeded(**c) for c in calls]
+    assert rl.run_many(_square_seeded, calls, jobs=1) == want
+    assert rl.run_many(_square_seeded, calls, jobs=2) == want      # two spawned workers
+
+
+def test_parallel_jobs_follows_the_thread_budget(monkeypatch):
+    monkeypatch.delenv("DLBOOK_JOBS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert rl.parallel_jobs(5) == 1                 # CI: several notebooks share the cores
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")
+    assert rl.parallel_jobs(5) == 5 and rl.parallel_jobs(20) == 8
+    monkeypatch.setenv("DLBOOK_JOBS", "3")
+    assert rl.parallel_jobs(5) == 3
