@@ -20,6 +20,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
+import cloudpickle      # installed with gymnasium
 import gymnasium as gym
 import matplotlib.pyplot as plt
 import numpy as np
@@ -254,21 +255,26 @@ def _one_thread() -> None:
     os.environ["TQDM_DISABLE"] = "1"      # a worker's bars would go to the terminal, not to the notebook
 
 
+def _call(payload: bytes):
+    fn, kwargs = cloudpickle.loads(payload)
+    return fn(**kwargs)
+
+
 def run_many(fn: Callable, calls: Sequence[Mapping], *, jobs: int | None = None, desc: str = "runs") -> list:
     """``[fn(**kwargs) for kwargs in calls]``, computed by ``jobs`` processes side by side (default
     :func:`parallel_jobs`), in the order of ``calls``.
 
     Each run seeds itself from its arguments, so the results are the same as one after the other; only the wall
-    time changes. ``fn`` must be importable (a function of ``helpers``, not one defined in the notebook): the
-    worker processes are *spawned* (fresh interpreters), which is safe in Jupyter on every platform, unlike
-    forking a process that already runs PyTorch threads.
+    time changes. The worker processes are *spawned* (fresh interpreters), which is safe in Jupyter on every
+    platform, unlike forking a process that already runs PyTorch threads; ``fn`` and its arguments travel by
+    ``cloudpickle``, so a function defined in the notebook (an edited loss, say) works too.
     """
     jobs = jobs or parallel_jobs(len(calls))
     if jobs <= 1:
         return [fn(**kwargs) for kwargs in tqdm(calls, desc=desc)]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_one_thread) as pool:
-        futures = [pool.submit(fn, **kwargs) for kwargs in calls]
+        futures = [pool.submit(_call, cloudpickle.dumps((fn, dict(kwargs)))) for kwargs in calls]
         for _ in tqdm(as_completed(futures), total=len(futures), desc=f"{desc} ({jobs} side by side)"):
             pass
         return [f.result() for f in futures]

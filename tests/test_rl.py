@@ -118,6 +118,11 @@ def test_run_many_gives_the_sequential_results_in_order(monkeypatch):
     assert rl.run_many(_square_seeded, calls, jobs=1) == want
     assert rl.run_many(_square_seeded, calls, jobs=2) == want      # two spawned workers
 
+    def edited(seed: int, scale: float = 1.0) -> float:          # defined where it is used, like a notebook cell
+        return _square_seeded(seed, scale) + 1.0
+
+    assert rl.run_many(edited, calls, jobs=2) == [w + 1.0 for w in want]
+
 
 def test_parallel_jobs_follows_the_thread_budget(monkeypatch):
     monkeypatch.delenv("DLBOOK_JOBS", raising=False)
