@@ -76,10 +76,16 @@ def execute(path: Path, mode: str, results_dir: Path, *, seed: int | None = None
     import nbformat
     from nbclient import NotebookClient
 
+    # No MPLBACKEND here: set in the environment, it overrides the kernel's inline backend, and the executed
+    # notebook (the one the website is rendered from) would hold no figures.
     env = {"DLBOOK_QUICK": "1" if mode == "quick" else "0", "DLBOOK_RESULTS": str(results_dir), "TQDM_DISABLE": "1",
-           "MPLBACKEND": "Agg"}
+           "MPLBACKEND": None}
     old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+    for k, v in env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     error = None
     start = time.perf_counter()
     try:

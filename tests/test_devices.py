@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import nbformat
 import pytest
 
@@ -42,6 +44,16 @@ def test_run_records_passes_failures_seeds_and_the_deadline(tmp_path):
     assert rows["slow"]["wall_s"] < 40
     for key in ("device", "torch", "commit", "date"):
         assert rows["ok"][key]
+
+
+def test_the_executed_notebook_keeps_its_figures(tmp_path, monkeypatch):
+    # the website is rendered from these executed notebooks: a plot must be in them (not swallowed by a backend)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    plot = notebook(tmp_path / "plot.ipynb", "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()")
+    row = book_times.execute(plot, "quick", tmp_path / "results", out=tmp_path / "done.ipynb")
+    outputs = nbformat.read(tmp_path / "done.ipynb", as_version=4).cells[0].outputs
+    assert row["passed"] and any("image/png" in o.get("data", {}) for o in outputs)
+    assert os.environ["MPLBACKEND"] == "Agg"                       # the caller's environment is restored
 
 
 def test_full_mode_on_a_cpu_only_for_the_named_notebooks(tmp_path, monkeypatch):
