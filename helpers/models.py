@@ -21,7 +21,7 @@ def count_parameters(model: nn.Module) -> int:
 class MLP(nn.Module):
     """Multi-layer perceptron: flatten, then ``Linear -> ReLU`` blocks, then a linear read-out.
 
-    ``MLP(784, 10)`` is the book's seed model (one hidden layer of 64 units). ``hidden`` sets the
+    ``MLP(784, 10)`` is the MLP chapter's model (one hidden layer of 64 units). ``hidden`` sets the
     widths of the hidden layers and ``dropout`` adds dropout after each, for regularisation.
     """
 
@@ -46,7 +46,7 @@ class MLP(nn.Module):
 
 
 class CNNModel(nn.Module):
-    """The book's seed CNN (LeNet-like): two ``conv 3x3 -> ReLU -> max-pool 2`` stages and two linear layers.
+    """The CNN chapter's model (LeNet-like): two ``conv 3x3 -> ReLU -> max-pool 2`` stages and two linear layers.
 
     For 28x28 MNIST digits the feature map entering the classifier is 32x5x5; it is measured with a
     dummy forward pass instead of being hard-coded, so other image sizes and channel counts work.
