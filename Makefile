@@ -97,6 +97,14 @@ slides: install
 student: install
 	rm -rf _build/student && $(PY) -m helpers student _build/student
 
+## The course kit (book/instructors.md): the four assignments' starter notebooks in _build/course (hand them out,
+## or upload them to Colab; grade the returned ones with python -m helpers grade), and the lab time of every week
+## recomputed from the device matrix into benchmarks/results/lab_times.md.
+.PHONY: course
+course: install
+	rm -rf _build/course && $(PY) -m helpers course starters _build/course
+	$(PY) -m helpers course lab-times
+
 ## Benchmarks against SB3, a plain PyTorch loop and airbench (GPU only): JSON + Markdown in benchmarks/results,
 ## included by the results page. Under 30 minutes on 2 CPU cores. See benchmarks/README.md.
 bench: install

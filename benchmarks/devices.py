@@ -238,7 +238,7 @@ def _cell(row: Mapping | None) -> str:
         return "—"
     if row["passed"]:
         return f"✓ {row['wall_s']:,.0f} s"
-    return f"⏱ > {row['wall_s']:,.0f} s ²" if _stopped(row) else f"✗ {row['wall_s']:,.0f} s ¹"
+    return f"unfinished > {row['wall_s']:,.0f} s ²" if _stopped(row) else f"✗ {row['wall_s']:,.0f} s ¹"
 
 
 def markdown(result: Mapping) -> list[str]:
@@ -249,7 +249,7 @@ def markdown(result: Mapping) -> list[str]:
     columns = sorted({(r["device"], r["mode"]) for r in main}, key=lambda c: (c[0], c[1] != "quick"))
     lines = ["Every notebook executed in a fresh kernel, several at a time, by `make gpu-check` "
              "(`python -m benchmarks devices`): ✓ passed every quality gate, ✗ failed (the assertion is listed "
-             "below the table), ⏱ stopped unfinished at the run's deadline (no verdict); the time is the "
+             "below the table), unfinished: stopped at the run's deadline (no verdict); the time is the "
              "notebook's wall time with other notebooks running beside it.", ""]
     if columns:
         header = ["notebook"] + [f"{dev}, {mode}" for dev, mode in columns]

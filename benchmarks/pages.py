@@ -27,6 +27,9 @@ def write_markdown(folder: Path | None = None) -> Path:
         if name in found:
             section = renderers[name](found[name]) + [""]
             (folder / f"{name}.md").write_text("\n".join(section))    # one section alone (the instructor page)
+            if name == "devices":    # and the course's lab time per week, from the same matrix
+                from helpers.course import lab_times_markdown
+                (folder / "lab_times.md").write_text(lab_times_markdown(found[name]))
             if name != "devices":                                    # its own section of the results page
                 lines += section
     if not lines:

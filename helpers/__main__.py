@@ -8,6 +8,10 @@ mode) into the results page's Markdown tables and comparison plots, written to O
 
 ``python -m helpers grade SUBMISSIONS [--out grades.csv]``: grade the auto-checked exercises of the students'
 notebooks in batch, with partial credit and feedback, into a CSV (:mod:`helpers.grading`).
+
+``python -m helpers course starters OUT_DIR`` and ``python -m helpers course lab-times``:
+the course kit's starter notebooks of the four assignments, and the lab time of every
+week (:mod:`helpers.course`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ def cli(argv: list[str]) -> int:
         from .student import main
     elif command == "grade":
         from .grading import main
+    elif command == "course":
+        from .course import main
     else:
         print(__doc__)
         return 2

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from functools import partial
 
@@ -342,6 +342,229 @@ def _categorical_entropy(fn: Callable) -> Iterator[Case]:
         yield _expect(fn, (logits,), torch.distributions.Categorical(logits=logits).entropy(), what, hint)
 
 
+def _matches(got, variants: list[tuple[torch.Tensor, str]], want: torch.Tensor) -> str | None:
+    """The message of the first known mistake whose result ``got`` reproduces (and the right answer does not)."""
+    try:
+        got_t = _as_float64(got)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    for value, message in variants:
+        if got_t.shape == value.shape and not torch.allclose(value, want, atol=1e-4, rtol=1e-4) \
+                and torch.allclose(got_t, value, atol=1e-4, rtol=1e-4):
+            return message
+    return None
+
+
+def _linear(weight: list, bias: list) -> torch.nn.Linear:
+    """A linear "Q-network" with fixed weights (its parameters require grad, as a real network's do)."""
+    weight_t = torch.tensor(weight)
+    layer = torch.nn.Linear(weight_t.shape[1], weight_t.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(weight_t)
+        layer.bias.copy_(torch.tensor(bias))
+    return layer
+
+
+def _double_dqn_target(fn: Callable) -> Iterator[Case]:
+    """fn(rewards (B,), next_obs (B, obs_dim), terminated (B,) bool, online_net, target_net, gamma) -> the Double
+    DQN targets (B,): the online network chooses a* = argmax Q_online(s', .), the target network evaluates it."""
+    formula = "y = r + gamma * (1 - terminated) * Q_target(s', argmax_a' Q_online(s', a'))"
+    gather_hint = ("`q.gather(1, a)` has shape (B, 1): take `.squeeze(1)` of it before adding the rewards (B,), "
+                   "else the sum broadcasts to (B, B)")
+
+    def nets(seed: int | None) -> tuple[torch.nn.Module, torch.nn.Module]:
+        if seed is None:     # 2 inputs, 3 actions: on every next state below the two networks disagree
+            return (_linear([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]], [0.0, 0.0, 0.0]),
+                    _linear([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]], [0.25, 0.5, 0.0]))
+        g = _gen(seed)            # 5 inputs, 4 actions, random weights (not the notebook's random state)
+        return tuple(_linear(torch.randn(4, 5, generator=g).tolist(), torch.randn(4, generator=g).tolist())
+                     for _ in range(2))
+
+    def case(what: str, rewards: list, next_obs: torch.Tensor, terminated: list, gamma: float,
+             seed: int | None = None, note: str = "", grad: bool = False, exact_shape: bool = False) -> str | None:
+        r, term = torch.tensor(rewards), torch.tensor(terminated)
+        online, target = nets(seed)
+        with torch.no_grad():
+            q_on, q_tg = online(next_obs).double(), target(next_obs).double()
+        r64, alive = r.double(), 1.0 - term.double()
+        a_on, a_tg = q_on.argmax(dim=1, keepdim=True), q_tg.argmax(dim=1, keepdim=True)
+        chosen = q_tg.gather(1, a_on).squeeze(1)
+        want = r64 + gamma * alive * chosen
+        got = fn(r.clone(), next_obs.clone(), term.clone(), online, target, gamma)
+        if torch.is_tensor(got) and not exact_shape and got.shape == (len(r), 1):
+            got = got.squeeze(1)     # the values of a (B, 1) answer count here; the shape case fails it
+        if grad:
+            if not torch.is_tensor(got):
+                return f"{what}: return a tensor of shape (B,), got {type(got).__name__} {got!r:.60}"
+            if got.requires_grad:
+                return (f"{what}: your targets require grad, so the loss would also push them towards Q(s, a) "
+                        "(and backpropagate through the target network): compute them under "
+                        "`with torch.no_grad():` or `.detach()` the result")
+        message = _close(got, want, what, atol=1e-4)
+        if message is None:
+            return None
+        if message.startswith(f"{what}: expected shape"):
+            batch = len(r)
+            hint = gather_hint if tuple(torch.as_tensor(got).shape) in ((batch, 1), (batch, batch)) else \
+                "one target per transition"
+            return f"{message} ({hint})"
+        mistake = _matches(got, [
+            (r64 + gamma * alive * q_tg.max(dim=1).values,
+             ("you took the target network's max over actions, the plain DQN target; in Double DQN the online "
+              "network chooses a* = online_net(next_obs).argmax(dim=1) and the target network evaluates it: "
+              "target_net(next_obs).gather(1, a*)")),
+            (r64 + gamma * alive * q_on.max(dim=1).values,
+             ("you used the online network's max value; the online network only chooses the action a*, its value "
+              "comes from the target network: Q_target(s', a*) (gather the chosen action, do not take a max)")),
+            (r64 + gamma * alive * q_on.gather(1, a_tg).squeeze(1),
+             ("the two networks' roles are swapped: the online network chooses (argmax), the target network "
+              "evaluates")),
+            (r64, ("your targets are just the rewards: the transitions that did not terminate bootstrap, "
+                   "y = r + gamma * Q_target(s', a*) (multiply the future by (1 - terminated), not by terminated)")),
+            (r64 + gamma * chosen,
+             ("where terminated is True the episode has no future and the target is just r: multiply the "
+              "bootstrap term by (1 - terminated)")),
+            (r64 + gamma * term.double() * chosen,
+             ("the mask is inverted: you bootstrapped only where terminated is True; multiply by "
+              "(1 - terminated), i.e. `(~terminated).float()`")),
+            (r64 + alive * chosen, "multiply the bootstrapped value by gamma"),
+            (gamma * alive * chosen, "add the reward: y = r + ..."),
+        ], want)
+        return f"{what}: {mistake or message[len(what) + 2:] + f' ({formula})'}{note}"
+
+    obs = torch.tensor([[2.0, 1.0], [-1.0, 3.0], [0.5, -2.0], [3.0, -1.0]])
+    yield partial(case, "four transitions, none terminated", [1.0, 0.5, -1.0, 2.0], obs, [False] * 4, 0.9)
+    yield partial(case, "four transitions, the 2nd and 4th terminated", [1.0, 0.5, -1.0, 2.0], obs,
+                  [False, True, False, True], 0.9)
+    yield partial(case, "the 1st and 3rd transitions cut by the time limit (terminated=False), the 2nd "
+                  "terminated", [0.0, 1.0, 1.0, 1.0], obs, [False, True, False, False], 0.99,
+                  note=" (a time-limit cut is not the end of the task: `terminated` is False there and the "
+                       "target bootstraps; only terminated transitions get y = r)")
+    yield partial(case, "the shape of the targets, 4 transitions", [1.0, 0.5, -1.0, 2.0], obs,
+                  [False, True, False, False], 0.9, exact_shape=True)
+    yield partial(case, "a batch of one transition", [0.5], obs[1:2], [False], 0.9)
+    yield partial(case, "the targets must not carry gradient", [1.0, 0.5, -1.0, 2.0], obs,
+                  [False, False, True, False], 0.9, grad=True)
+    gen = _gen(11)
+    yield partial(case, "8 transitions, 4 actions, random networks", torch.randn(8, generator=gen).tolist(),
+                  torch.randn(8, 5, generator=gen), [False, True, False, False, True, False, False, False],
+                  0.97, seed=12)
+
+
+def _gae_reference(rewards: torch.Tensor, values: torch.Tensor, last_values: torch.Tensor, dones: torch.Tensor,
+                   gamma: float, lam: float, *, cut_td: bool = True, cut_recursion: bool = True,
+                   bootstrap_last: bool = True, decay: float | None = None,
+                   next_is_current: bool = False) -> torch.Tensor:
+    """GAE advantages in float64 by the plain backward loop; the keyword arguments reproduce typical mistakes."""
+    r, v, d = rewards.double(), values.double(), dones.double()
+    last = last_values.double() if bootstrap_last else torch.zeros_like(last_values, dtype=torch.float64)
+    decay = gamma * lam if decay is None else decay
+    advantages = torch.zeros_like(r)
+    running = torch.zeros_like(r[0])
+    for t in reversed(range(len(r))):
+        next_value = v[t] if next_is_current else (v[t + 1] if t + 1 < len(r) else last)
+        delta = r[t] + gamma * (1.0 - d[t] * cut_td) * next_value - v[t]
+        running = delta + decay * (1.0 - d[t] * cut_recursion) * running
+        advantages[t] = running
+    return advantages
+
+
+def _gae(fn: Callable) -> Iterator[Case]:
+    """fn(rewards (T, N), values (T, N), last_values (N,), dones (T, N) bool, gamma, lam) -> (advantages (T, N),
+    returns (T, N)); dones[t] means the episode ended after step t (no bootstrap, the recursion stops)."""
+    formula = ("delta_t = r_t + gamma * (1 - done_t) * V_next - V_t with V_next = values[t + 1] (last_values "
+               "for t = T - 1); A_t = delta_t + gamma * lam * (1 - done_t) * A_(t+1), backwards from A_T = 0")
+
+    def case(what: str, rewards: torch.Tensor, values: torch.Tensor, last_values: torch.Tensor,
+             dones: torch.Tensor, gamma: float, lam: float, hint: str = "", returns: bool = False) -> str | None:
+        args = (rewards, values, last_values, dones, gamma, lam)
+        got = fn(*_clone(args))
+        if not isinstance(got, (tuple, list)) or len(got) != 2:
+            return f"{what}: return the pair (advantages, returns), got {type(got).__name__} {got!r:.60}"
+        want = _gae_reference(*args)
+        if returns:
+            want_returns = want + values.double()
+            message = _close(got[1], want_returns, f"{what}: the returns", atol=1e-4)
+            if message is None:
+                return None
+            mistake = _matches(got[1], [
+                (want, ("you returned the advantages as the returns; the returns (the critic's targets) are "
+                        "advantages + values")),
+                (want - values.double(), "returns = advantages + values, not minus"),
+                (_gae_reference(*args[:4], gamma, 1.0) + values.double(),
+                 "the returns are advantages + values with the GAE(lambda) advantages, not Monte-Carlo returns"),
+            ], want_returns)
+            return f"{what}: {mistake}" if mistake else f"{message} (returns = advantages + values)"
+        message = _close(got[0], want, f"{what}: the advantages", atol=1e-4)
+        if message is None:
+            return None
+        if "expected shape" in message:
+            return (f"{message} (the advantages have the shape of rewards, (T, N): time along dim 0, one column "
+                    "per environment)")
+        mistake = _matches(got[0], [
+            (_gae_reference(*args, cut_td=False, cut_recursion=False),
+             ("you ignored dones: at the end of an episode (dones[t] True) there is no bootstrap "
+              "(delta_t = r_t - V_t) and the recursion stops (A_t = delta_t)")),
+            (_gae_reference(*args, cut_recursion=False),
+             ("the recursion runs across the episode's end: the next episode's advantages leak into this one; "
+              "A_t = delta_t + gamma * lam * (1 - done_t) * A_(t+1)")),
+            (_gae_reference(*args, cut_td=False),
+             ("where dones[t] is True the TD error bootstraps from the next episode's first state (values[t + 1], "
+              "or last_values at the last step); there delta_t = r_t - V_t: multiply V_next by (1 - done_t)")),
+            (_gae_reference(*args, bootstrap_last=False),
+             ("the last step (t = T - 1) must bootstrap from last_values, the value of the state after the "
+              "rollout (unless dones[T - 1]): the rollout stops, the episode does not")),
+            (_gae_reference(*args, next_is_current=True),
+             "V(s_(t+1)) is values[t + 1] (last_values at t = T - 1), not values[t]"),
+            (_gae_reference(*args, decay=gamma),
+             "the recursion's factor is gamma * lam, not gamma: A_t = delta_t + gamma * lam * A_(t+1)"),
+            (_gae_reference(*args, decay=lam),
+             "the recursion's factor is gamma * lam, not lam alone: A_t = delta_t + gamma * lam * A_(t+1)"),
+            (_gae_reference(*args, decay=0.0), ("you returned the one-step TD errors: add the recursion "
+                                                "A_t = delta_t + gamma * lam * (1 - done_t) * A_(t+1)")),
+            (_gae_reference(*args) + values.double(), ("you returned advantages + values as the advantages; "
+                                                       "advantages first, returns (= advantages + values) second")),
+        ], want)
+        if mistake:
+            return f"{what}: {mistake}"
+        return f"{message} ({hint or formula})"
+
+    gen = _gen(13)
+
+    def rollout(t: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return torch.randn(t, n, generator=gen), torch.randn(t, n, generator=gen), torch.randn(n, generator=gen)
+
+    def ends(t: int, n: int, *steps: tuple[int, int]) -> torch.Tensor:
+        dones = torch.zeros(t, n, dtype=torch.bool)
+        for step, env in steps:
+            dones[step, env] = True
+        return dones
+
+    r, v, last = rollout(4, 1)
+    yield partial(case, "lam=0, one environment, 4 steps, no episode end", r, v, last, ends(4, 1), 0.9, 0.0,
+                  "with lam=0 the advantage is the one-step TD error r_t + gamma * V(s_(t+1)) - V(s_t)")
+    r, v, last = rollout(5, 1)
+    yield partial(case, "lam=1, one environment, 5 steps, no episode end", r, v, last, ends(5, 1), 0.9, 1.0,
+                  "with lam=1 the advantage is the discounted sum of the rewards to the rollout's end, plus "
+                  "gamma^(T-t) * last_values, minus values[t]")
+    r, v, last = rollout(6, 1)
+    yield partial(case, "an episode ends after step 2 of 6 (lam=0.95)", r, v, last, ends(6, 1, (2, 0)), 0.99, 0.95)
+    r, v, last = rollout(4, 1)
+    yield partial(case, "the episode ends at the rollout's last step (lam=0.9)", r, v, last, ends(4, 1, (3, 0)),
+                  0.9, 0.9, "dones[T - 1] is True: last_values is the next episode's first state, do not "
+                  "bootstrap from it")
+    columns = ("each column is one environment: run the recursion backwards over time (dim 0) for all columns "
+               "at once; values[t + 1], dones[t] and last_values are rows of N values")
+    r, v, last = rollout(5, 3)
+    multi = (r, v, last, ends(5, 3, (1, 0), (3, 0), (2, 2)), 0.95, 0.9)
+    yield partial(case, "3 environments, 5 steps, episodes ending at different steps (lam=0.9)", *multi,
+                  hint=columns)
+    r, v, last = rollout(4, 2)
+    yield partial(case, "lam=1, 2 environments, the 1st one's episode ends after step 1", r, v, last,
+                  ends(4, 2, (1, 0)), 0.9, 1.0, hint=columns)
+    yield partial(case, "3 environments, 5 steps (lam=0.9)", *multi, returns=True)
+
+
 CHECKS: dict[str, Checker] = {
     "softmax_cross_entropy": _softmax_cross_entropy,
     "conv_output_size": _conv_output_size,
@@ -359,23 +582,29 @@ CHECKS: dict[str, Checker] = {
     "clipped_surrogate": _clipped_surrogate,
     "discounted_returns": _discounted_returns,
     "categorical_entropy": _categorical_entropy,
+    "double_dqn_target": _double_dqn_target,
+    "gae": _gae,
 }
 
 
 def _explain(err: Exception) -> str:
-    if isinstance(err, NotImplementedError):
+    if isinstance(err, NotImplementedError) and not str(err):     # the stub's bare `raise NotImplementedError`
         return NOT_IMPLEMENTED
     return f"your function raised {type(err).__name__}: {err}"
 
 
-def grade(exercise: str, fn: Callable) -> Verdict:
+def grade(exercise: str, fn: Callable,
+          checks: Mapping[str, Checker] | None = None) -> Verdict:
     """Run every test case of ``exercise`` on ``fn``: how many passed, and the first failure's message.
 
     A case in which ``fn`` raises fails with the exception as its message; the other cases still run. (A checker
     that returns a message or ``None`` instead of yielding cases counts as one case.)
+    ``checks`` is the table to look ``exercise`` up in: default :data:`CHECKS`; the
+    course's assignments pass theirs (:mod:`helpers.course`).
     """
-    if exercise not in CHECKS:
-        raise ValueError(f"unknown exercise {exercise!r}; known: {', '.join(CHECKS)}")
+    checks = CHECKS if checks is None else checks
+    if exercise not in checks:
+        raise ValueError(f"unknown exercise {exercise!r}; known: {', '.join(checks)}")
     passed = total = 0
     first: str | None = None
 
@@ -386,7 +615,7 @@ def grade(exercise: str, fn: Callable) -> Verdict:
         first = first or message
 
     try:
-        cases = CHECKS[exercise](fn)
+        cases = checks[exercise](fn)
         if cases is None or isinstance(cases, str):      # a checker written as one case
             record(cases)
             cases = ()
@@ -401,9 +630,11 @@ def grade(exercise: str, fn: Callable) -> Verdict:
     return Verdict(exercise, passed, total, first)
 
 
-def check(exercise: str, fn: Callable) -> bool:
-    """Check a student's function for ``exercise`` (a key of :data:`CHECKS`); print the verdict, return it."""
-    verdict = grade(exercise, fn)
+def check(exercise: str, fn: Callable,
+          checks: Mapping[str, Checker] | None = None) -> bool:
+    """Check a student's function for ``exercise`` (a key of :data:`CHECKS`, or of
+    ``checks``); print the verdict, return it."""
+    verdict = grade(exercise, fn, checks)
     log = os.environ.get(GRADE_LOG_ENV)
     if log:
         with open(log, "a", encoding="utf-8") as f:

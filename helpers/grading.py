@@ -6,9 +6,10 @@ max_points, cases, feedback``. The student is the folder right under ``SUBMISSIO
 else the file's name (``alice.ipynb``).
 
 How a notebook is graded: its exercise cells are the code cells that call ``check("name", fn)``
-(:mod:`helpers.exercises`). Each notebook runs in a fresh Python process with an IPython shell (magics work),
-one exercise after the other, each in an empty namespace holding only the import lines it uses (from the
-notebook's cells above it), then the exercise's cell, under a time limit. ``check`` writes its verdict to a
+(:mod:`helpers.exercises`; the assignments' own: :mod:`helpers.course`). Each notebook runs in a
+fresh Python process with an IPython shell (magics work), one exercise after the other, each in an
+empty namespace holding only the import lines it uses (from the notebook's cells above it), then
+the exercise's cell, under a time limit. ``check`` writes its verdict to a
 file there (``DLBOOK_GRADE_LOG``); the points are ``max_points`` times the fraction of test cases passed, and the
 feedback is the first failing case's message. If the cell never called ``check`` (it failed first, or the call
 was deleted) the function it defined is checked anyway. A cell that runs past the limit is stopped and gets 0
@@ -133,7 +134,7 @@ def setup_for(cell: str, imports: list[str]) -> list[str]:
 
 def find_tasks(nb: dict) -> list[Task]:
     """The exercises to grade in a notebook, with each one's import lines (from the code cells above it)."""
-    from .exercises import CHECKS
+    from .course import ALL_CHECKS as CHECKS   # the chapters' exercises and the assignments'
 
     code = [cell_source(c) for c in nb.get("cells", []) if c.get("cell_type") == "code"]
     tasks: dict[str, Task] = {}
@@ -180,7 +181,7 @@ def _worker(spec_path: str, progress_path: str) -> None:
     from IPython.core.interactiveshell import InteractiveShell
 
     import helpers
-    from helpers import exercises
+    from helpers import course, exercises
 
     spec = json.loads(Path(spec_path).read_text())
     shell = InteractiveShell.instance()
@@ -222,7 +223,7 @@ def _worker(spec_path: str, progress_path: str) -> None:
                 fn = shell.user_ns.get(task.function)
                 if not timed_out and not verdicts() and callable(fn):
                     # the cell never called check(): check the function it defined
-                    verdict = exercises.grade(task.exercise, fn)
+                    verdict = course.grade(task.exercise, fn)
                     fallback = {**asdict(verdict), "score": verdict.score}
             except _TimeLimit:
                 timed_out = True

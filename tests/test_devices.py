@@ -108,7 +108,7 @@ def test_matrix_markdown_keeps_devices_apart_and_lists_failures(tmp_path):
     stopped = {**base, "device": "NVIDIA H100", "mode": "full", "notebook": "gan", "wall_s": 450.2,
                "passed": False, "stopped": True, "error": "stopped at the deadline (450 s)"}
     text = "\n".join(devices.markdown({"runs": runs + [stopped], "notes": ["ran beside the quick runs"]}))
-    assert "| gan | — | — | ⏱ > 450 s ² |" in text and "² Stopped unfinished" in text
+    assert "| gan | — | — | unfinished > 450 s ² |" in text and "² Stopped unfinished" in text
     assert "gan (NVIDIA H100, full): `stopped" not in text and "- ran beside the quick runs" in text
     report.save("devices", {"runs": runs}, tmp_path)
     pages.write_markdown(tmp_path)

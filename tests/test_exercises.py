@@ -284,3 +284,147 @@ def test_a_checker_written_as_one_case_still_works(monkeypatch):
     verdict = grade("old_style", lambda x: x)
     assert (verdict.passed, verdict.total, verdict.message) == (0, 1, "expected 4")
     assert grade("old_style", not_done).message.startswith("not implemented yet")
+
+
+# --- the two longer exercises: every typical mistake fails its own cases, with a message that names it ----
+
+def ddqn_answer(mistake: str = ""):
+    """A Double DQN target, right, or with one typical mistake."""
+    def answer(rewards, next_obs, terminated, online_net, target_net, gamma):
+        with torch.enable_grad() if mistake == "grad" else torch.no_grad():
+            q_online, q_target = online_net(next_obs), target_net(next_obs)
+            best = q_online.argmax(dim=1, keepdim=True)
+            value = q_target.gather(1, best)                       # (B, 1)
+            alive = (~terminated).float()
+            if mistake == "plain_dqn":          # the target network chooses and evaluates
+                value = q_target.max(dim=1, keepdim=True).values
+            if mistake == "online_max":         # max of the online network instead of the chosen action's value
+                value = q_online.max(dim=1, keepdim=True).values
+            if mistake == "swapped":            # the target network chooses, the online one evaluates
+                value = q_online.gather(1, q_target.argmax(dim=1, keepdim=True))
+            if mistake == "no_mask":            # bootstraps through the end of the episode
+                alive = torch.ones_like(alive)
+            if mistake == "inverted_mask":      # bootstraps only where the episode ended
+                alive = terminated.float()
+            if mistake == "shape":              # forgets the squeeze: (B, 1)
+                return rewards[:, None] + gamma * alive[:, None] * value
+            return rewards + gamma * alive * value.squeeze(1)
+    return answer
+
+
+def gae_answer(mistake: str = ""):
+    """GAE, right, or with one typical mistake."""
+    def answer(rewards, values, last_values, dones, gamma, lam):
+        if mistake == "flattened":              # one long sequence: the environments run into each other
+            steps, envs = rewards.shape
+            flat = gae_answer()(rewards.T.reshape(-1, 1), values.T.reshape(-1, 1), last_values[-1:],
+                            dones.T.reshape(-1, 1), gamma, lam)
+            return tuple(x.reshape(envs, steps).T for x in flat)
+        advantages, running = torch.zeros_like(rewards), torch.zeros_like(last_values)
+        for t in reversed(range(len(rewards))):
+            next_value = last_values if t == len(rewards) - 1 else values[t + 1]
+            if mistake == "no_last" and t == len(rewards) - 1:
+                next_value = torch.zeros_like(last_values)
+            if mistake == "off_by_one":
+                next_value = values[t]
+            alive = (~dones[t]).float()
+            td_alive = torch.ones_like(alive) if mistake in ("no_dones", "td_across") else alive
+            recursion_alive = torch.ones_like(alive) if mistake in ("no_dones", "recursion_across") else alive
+            decay = {"no_lam": gamma, "no_gamma": lam}.get(mistake, gamma * lam)
+            delta = rewards[t] + gamma * td_alive * next_value - values[t]
+            running = delta + decay * recursion_alive * running
+            advantages[t] = running
+        returns = advantages if mistake == "returns_are_advantages" else advantages + values
+        return (returns, advantages) if mistake == "swapped_outputs" else (advantages, returns)
+    return answer
+
+
+ANSWERS.update({
+    "double_dqn_target": (ddqn_answer(), ddqn_answer("plain_dqn"), "target network's max"),
+    "gae": (gae_answer(), gae_answer("recursion_across"), "leak"),
+})
+
+# mistake -> (cases passed of the total, words the message must contain)
+DDQN_MISTAKES = {
+    "plain_dqn": (0, "plain DQN target"),
+    "online_max": (0, "online network's max value"),
+    "swapped": (0, "roles are swapped"),
+    "no_mask": (2, "the target is just r"),
+    "inverted_mask": (0, "not by terminated"),          # the first case has no terminal transition
+
+    "shape": (6, "got (4, 1) (`q.gather(1, a)` has shape (B, 1): take `.squeeze(1)`"),
+    "grad": (6, "require grad"),
+}
+GAE_MISTAKES = {
+    "no_dones": (2, "you ignored dones"),
+    "recursion_across": (3, "the recursion runs across the episode's end"),
+    "td_across": (2, "bootstraps from the next episode's first state"),
+    "no_last": (1, "must bootstrap from last_values"),
+    "off_by_one": (0, "is values[t + 1]"),
+    "no_lam": (2, "gamma * lam, not gamma"),
+    "no_gamma": (1, "gamma * lam, not lam alone"),
+    "returns_are_advantages": (6, "the returns (the critic's targets) are advantages + values"),
+    "swapped_outputs": (0, "advantages first, returns"),
+    "flattened": (4, "each column is one environment"),
+}
+
+
+@pytest.mark.parametrize("exercise, mistake", [("double_dqn_target", m) for m in DDQN_MISTAKES]
+                         + [("gae", m) for m in GAE_MISTAKES])
+def test_each_typical_mistake_is_named(exercise, mistake):
+    table, make = (DDQN_MISTAKES, ddqn_answer) if exercise == "double_dqn_target" else (GAE_MISTAKES, gae_answer)
+    passed, words = table[mistake]
+    assert grade(exercise, make()).correct
+    verdict = grade(exercise, make(mistake))
+    assert (verdict.passed, verdict.total) == (passed, 7), verdict
+    assert words in verdict.message, verdict.message
+
+
+def test_the_time_limit_case_explains_truncation():
+    def bootstraps_nowhere(rewards, next_obs, terminated, online_net, target_net, gamma):
+        return rewards.clone()
+
+    verdict = grade("double_dqn_target", bootstraps_nowhere)
+    assert verdict.passed == 0 and "your targets are just the rewards" in verdict.message
+
+    def bootstraps_only_where_the_first_cases_have_no_end(rewards, next_obs, terminated, online_net, target_net,
+                                                          gamma):
+        right = ddqn_answer()(rewards, next_obs, terminated, online_net, target_net, gamma)
+        return rewards + 0 * right if gamma == 0.99 else right     # only the time-limit case has gamma 0.99
+
+    verdict = grade("double_dqn_target", bootstraps_only_where_the_first_cases_have_no_end)
+    assert verdict.passed == 6 and "a time-limit cut is not the end of the task" in verdict.message
+
+
+@pytest.mark.parametrize("exercise", ["double_dqn_target", "gae"])
+def test_a_crashing_answer_scores_zero_without_raising(exercise, capsys):
+    def crashes(*args):
+        raise ValueError("boom")
+
+    verdict = grade(exercise, crashes)
+    assert (verdict.passed, verdict.total) == (0, 7) and verdict.score == 0.0
+    assert verdict.message == "your function raised ValueError: boom"
+    assert check(exercise, crashes) is False
+    assert "0 of 7 test cases passed" in capsys.readouterr().out
+
+
+def test_a_bool_mask_error_is_not_taken_for_the_stub():
+    """torch raises NotImplementedError for `1 - bool_tensor`: its message is shown, not "not implemented yet"."""
+    def one_minus_bool(rewards, next_obs, terminated, online_net, target_net, gamma):
+        with torch.no_grad():
+            value = target_net(next_obs).gather(1, online_net(next_obs).argmax(dim=1, keepdim=True)).squeeze(1)
+        return rewards + gamma * (1 - terminated) * value
+
+    verdict = grade("double_dqn_target", one_minus_bool)
+    assert verdict.passed == 0 and "bool tensor" in verdict.message and "not implemented" not in verdict.message
+    assert grade("double_dqn_target", not_done).message.startswith("not implemented yet")
+
+
+def test_gae_does_not_modify_its_inputs_between_cases():
+    """An answer that writes into `rewards` in place still gets full credit: every case gets fresh inputs."""
+    def in_place(rewards, values, last_values, dones, gamma, lam):
+        advantages, returns = gae_answer()(rewards, values, last_values, dones, gamma, lam)
+        rewards.zero_()
+        return advantages, returns
+
+    assert grade("gae", in_place).correct

@@ -1,5 +1,6 @@
 """The batch grader (`python -m helpers grade`): right, wrong, partial, crashing and hanging submissions of three
-chapters' auto-checked exercises, graded through the real command line; and every chapter's own solution."""
+chapters' auto-checked exercises, and of the DQN and PPO chapters' four, graded through the real command line;
+and every chapter's own solution."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ TIMEOUT = 3  # seconds per exercise cell: the right answers need milliseconds
 # The three exercises, by chapter, and the body a student wrote in place of the stub's `raise`.
 CHAPTERS = {"conv_output_size": "deep_learning/cnn", "q_learning_update": "reinforcement_learning/q_learning",
             "dqn_target": "reinforcement_learning/dqn"}
+CHAPTER_OF = {**CHAPTERS, "double_dqn_target": "reinforcement_learning/dqn",
+              "clipped_surrogate": "reinforcement_learning/ppo", "gae": "reinforcement_learning/ppo"}
 RIGHT = {
     "conv_output_size": "return (size + 2 * padding - kernel) // stride + 1",
     "q_learning_update": "target = r if terminated else r + gamma * Q[s_next].max()\n"
@@ -56,10 +59,11 @@ def student_copy(chapter: str) -> dict:
     return student_notebook(book, chapter)[0]
 
 
-def exercise_cell(chapter: str, body: str) -> tuple[str, list[str]]:
-    """The chapter's exercise cell with ``body`` in place of the stub, and the import lines it needs."""
-    nb = student_copy(chapter)
-    (task,) = find_tasks(nb)
+def exercise_cell(exercise: str, body: str) -> tuple[str, list[str]]:
+    """The exercise's cell, from its chapter's student copy, with ``body`` in place of the stub, and the import
+    lines it needs."""
+    nb = student_copy(CHAPTER_OF[exercise])
+    (task,) = [t for t in find_tasks(nb) if t.exercise == exercise]
     indent = re.search(rf"^( *){re.escape(STUB)}", task.cell, re.M).group(1)
     return task.cell.replace(f"{indent}{STUB}", "\n".join(indent + line for line in body.splitlines())), task.setup
 
@@ -69,7 +73,7 @@ def submission(cells: list[tuple[str, str]], exercises: list[str]) -> dict:
     setup = []
     for name in exercises:
         if name in CHAPTERS:
-            setup += exercise_cell(CHAPTERS[name], "pass")[1]
+            setup += exercise_cell(name, "pass")[1]
     nb_cells = [{"cell_type": "code", "id": "imports", "metadata": {}, "outputs": [], "execution_count": None,
                  "source": "\n".join(dict.fromkeys(setup))}]
     for i, (kind, text) in enumerate(cells):
@@ -81,7 +85,7 @@ def submission(cells: list[tuple[str, str]], exercises: list[str]) -> dict:
 
 
 def answers(bodies: dict[str, str]) -> list[tuple[str, str]]:
-    return [("code", exercise_cell(CHAPTERS[name], body)[0]) for name, body in bodies.items()]
+    return [("code", exercise_cell(name, body)[0]) for name, body in bodies.items()]
 
 
 def write(path: Path, nb: dict) -> None:
@@ -97,7 +101,7 @@ def grade_a_class(root: Path) -> tuple[dict[tuple[str, str], dict], str]:
     alice = student_copy(CHAPTERS["q_learning_update"])
     for cell in alice["cells"]:
         if STUB in source(cell):
-            cell["source"] = exercise_cell(CHAPTERS["q_learning_update"], RIGHT["q_learning_update"])[0]
+            cell["source"] = exercise_cell("q_learning_update", RIGHT["q_learning_update"])[0]
     extra = submission(answers({n: RIGHT[n] for n in ("conv_output_size", "dqn_target")}), names)
     alice["cells"] += extra["cells"]
     alice["metadata"]["dlbook"]["exercises"] = {n: n for n in names}
@@ -106,14 +110,14 @@ def grade_a_class(root: Path) -> tuple[dict[tuple[str, str], dict], str]:
     write(root / "carol.ipynb", submission(answers(PARTIAL), names))
     dave = answers(CRASHING)
     typo = "import numpyy  # a typo\nfrom helpers.exercises import check"
-    dave.append(("code", exercise_cell(CHAPTERS["dqn_target"], RIGHT["dqn_target"])[0]
+    dave.append(("code", exercise_cell("dqn_target", RIGHT["dqn_target"])[0]
                  .replace("from helpers.exercises import check", typo)))
     write(root / "dave.ipynb", submission(dave, names))
     erin = answers({"conv_output_size": "while True:\n    pass"})          # hangs inside check(): interrupted
     erin.append(("code", ("import time\n\nwhile True:  # hangs, and swallows the interruption: killed\n"
                            "    try:\n        time.sleep(1)\n    except:\n        pass\n"
                            "check(\"q_learning_update\", q_learning_update)")))
-    right_dqn = exercise_cell(CHAPTERS["dqn_target"], RIGHT["dqn_target"])[0]
+    right_dqn = exercise_cell("dqn_target", RIGHT["dqn_target"])[0]
     erin.append(("code", right_dqn.replace('check("dqn_target", dqn_target)',       # no check() call, and a crash
                                            "print(dqn_target(None, None, None, 0.9))")))
     write(root / "erin" / "homework.ipynb", submission(erin, [*names, "softmax_cross_entropy"]))
@@ -178,7 +182,103 @@ def test_grading_a_class_through_the_command_line(tmp_path):
     # a student copy handed back untouched
     row = grades[("frank", "dqn_target")]
     assert float(row["points"]) == 0 and "not implemented yet" in row["feedback"], row
-    assert len(grades) == 3 * 5 + 2
+    assert grades[("frank", "double_dqn_target")]["feedback"].startswith("not implemented yet")
+    assert len(grades) == 3 * 5 + 3       # frank's dqn copy has a second exercise, double_dqn_target
+
+
+# --- the two longer exercises (Double DQN target, GAE) beside the short ones of their chapters ---------------
+
+LONG = {  # exercise -> (right, the typical mistake, cases it passes of the total, words of its feedback)
+    "double_dqn_target": (
+        "with torch.no_grad():\n"
+        "    best = online_net(next_obs).argmax(dim=1, keepdim=True)\n"
+        "    value = target_net(next_obs).gather(1, best).squeeze(1)\n"
+        "return rewards + gamma * (~terminated).float() * value",
+        "best = online_net(next_obs).argmax(dim=1, keepdim=True)      # no torch.no_grad()\n"
+        "value = target_net(next_obs).gather(1, best).squeeze(1)\n"
+        "return rewards + gamma * (~terminated).float() * value",
+        (6, 7), "require grad"),
+    "gae": (
+        "alive = (~dones).float()\n"
+        "next_values = torch.cat([values[1:], last_values[None]])\n"
+        "deltas = rewards + gamma * alive * next_values - values\n"
+        "advantages, running = torch.zeros_like(rewards), torch.zeros_like(last_values)\n"
+        "for t in reversed(range(len(rewards))):\n"
+        "    running = deltas[t] + gamma * lam * alive[t] * running\n"
+        "    advantages[t] = running\n"
+        "return advantages, advantages + values",
+        "alive = (~dones).float()\n"
+        "next_values = torch.cat([values[1:], last_values[None]])\n"
+        "deltas = rewards + gamma * alive * next_values - values\n"
+        "advantages, running = torch.zeros_like(rewards), torch.zeros_like(last_values)\n"
+        "for t in reversed(range(len(rewards))):\n"
+        "    running = deltas[t] + gamma * lam * running          # runs across the episode's end\n"
+        "    advantages[t] = running\n"
+        "return advantages, advantages + values",
+        (3, 7), "the recursion runs across the episode's end"),
+    "dqn_target": (RIGHT["dqn_target"], PARTIAL["dqn_target"], (1, 3), "terminated"),
+    "clipped_surrogate": (
+        "return -torch.min(ratio * advantages, ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages).mean()",
+        "return -(ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages).mean()     # no minimum",
+        (1, 4), "minimum"),
+}
+
+
+def filled_chapter(chapter: str, bodies: dict[str, str]) -> dict:
+    """A chapter's student copy handed back with ``bodies`` in place of its exercises' stubs."""
+    nb = student_copy(chapter)
+    for task in find_tasks(nb):
+        if task.exercise in bodies:
+            (cell,) = [c for c in nb["cells"] if source(c) == task.cell]
+            cell["source"] = exercise_cell(task.exercise, bodies[task.exercise])[0]
+    return nb
+
+
+def test_grading_the_long_exercises(tmp_path):
+    """Three students hand back the DQN chapter and the PPO chapter's exercises: right answers, the typical
+    mistakes (partial credit) and wrong or crashing answers; the CSV has each one's points and a feedback that
+    names the mistake."""
+    dqn, ppo = CHAPTER_OF["double_dqn_target"], CHAPTER_OF["gae"]
+    students = {
+        "ann": {name: right for name, (right, *_) in LONG.items()},
+        "ben": {name: mistake for name, (_, mistake, *_) in LONG.items()},
+        "cy": {"double_dqn_target": "return rewards + gamma * (1 - terminated) * target_net(next_obs).max(1)[0]",
+               "dqn_target": WRONG["dqn_target"],
+               "gae": LONG["gae"][0].replace("return advantages, advantages + values",
+                                             "return advantages + values, advantages"),
+               "clipped_surrogate": "return -torch.min(ratio * advantages,"},             # SyntaxError
+    }
+    for student, bodies in students.items():     # the DQN chapter, with the PPO chapter's exercise cells pasted
+        nb, more = filled_chapter(dqn, bodies), filled_chapter(ppo, bodies)
+        nb["cells"] += [c for c in more["cells"] if c["cell_type"] == "code" and "check(" in source(c)]
+        nb["metadata"]["dlbook"]["exercises"].update(more["metadata"]["dlbook"]["exercises"])
+        write(tmp_path / f"{student}.ipynb", nb)
+    out = tmp_path / "grades.csv"
+    done = subprocess.run([sys.executable, "-m", "helpers", "grade", str(tmp_path), "--out", str(out),
+                           "--timeout", str(TIMEOUT), "--points", "10", "--jobs", "2"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with open(out, newline="", encoding="utf-8") as f:
+        grades = {(r["student"], r["exercise"]): r for r in csv.DictReader(f)}
+    assert len(grades) == 3 * len(LONG)
+
+    for name, (_, _, (passed, total), words) in LONG.items():
+        row = grades[("ann", name)]
+        assert float(row["points"]) == 10.0 and row["cases"] == f"{total}/{total}", row
+        assert row["feedback"] == "correct on every test case", row
+        row = grades[("ben", name)]                            # partial credit: the share of cases passed
+        assert row["cases"] == f"{passed}/{total}" and float(row["points"]) == round(10 * passed / total, 2), row
+        assert words in row["feedback"], row
+    assert "ann: 40 / 40" in done.stdout
+
+    cy = {name: grades[("cy", name)] for name in LONG}
+    assert all(float(row["points"]) == 0.0 for row in cy.values()), cy
+    assert "bool tensor" in cy["double_dqn_target"]["feedback"]          # 1 - terminated: torch refuses
+    assert "not implemented" not in cy["double_dqn_target"]["feedback"]
+    assert "advantages first, returns" in cy["gae"]["feedback"]
+    assert cy["gae"]["cases"] == "0/7"
+    assert "just r where the episode terminated" in cy["dqn_target"]["feedback"]
+    assert "SyntaxError" in cy["clipped_surrogate"]["feedback"]
 
 
 # --- without a process: the pieces -------------------------------------------------------------------------
