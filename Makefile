@@ -10,7 +10,7 @@ MATHJAX    := _build/mathjax/package/es5
 RESULTS    := $(CURDIR)/_build/results
 RECORDS    := benchmarks/results/full_records
 
-.PHONY: install book book-quick test unit notebooks site-quick slides bench bench-book gpu-check repo-url clean
+.PHONY: install book book-quick test lint unit notebooks site-quick slides bench bench-book gpu-check repo-url clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,13 @@ book-quick: install
 
 ## Everything CI checks: unit tests, every notebook re-run by nbval in quick mode, and the quick site built
 ## (warnings as errors) from the outputs of that same run, then checked.
-test: install unit site-quick
+test: install lint unit site-quick
+
+## ruff, the ecosystem's formatter and linter (settings in pyproject.toml): formatted, imports sorted, no unused names.
+LINTED := helpers benchmarks tests book/course/starters
+lint: install
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/ruff check $(LINTED)
 
 unit: install
 	$(PY) -m pytest -q -p no:cacheprovider -n $(NB_WORKERS) tests

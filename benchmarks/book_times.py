@@ -57,15 +57,26 @@ def with_seed(nb, seed: int):
 
 def last_error_line(text: str) -> str:
     """The line that says what failed (``AssertionError: ...``) from nbclient's error text, ANSI codes removed."""
-    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines() if ln.strip()]
+    lines = [
+        ln.strip()
+        for ln in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines()
+        if ln.strip()
+    ]
     for line in reversed(lines):
         if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b", line):
             return line[:300]
     return lines[-1][:300] if lines else "failed"
 
 
-def execute(path: Path, mode: str, results_dir: Path, *, seed: int | None = None, out: Path | None = None,
-            cell_log: Path | None = None) -> dict:
+def execute(
+    path: Path,
+    mode: str,
+    results_dir: Path,
+    *,
+    seed: int | None = None,
+    out: Path | None = None,
+    cell_log: Path | None = None,
+) -> dict:
     """Run one notebook in a fresh kernel; return its wall time, whether it passed, and the failing line if not.
 
     ``seed`` replaces the notebook's ``SEED = 0`` line; ``out`` keeps the executed notebook. ``cell_log`` gets one
@@ -78,8 +89,12 @@ def execute(path: Path, mode: str, results_dir: Path, *, seed: int | None = None
 
     # No MPLBACKEND here: set in the environment, it overrides the kernel's inline backend, and the executed
     # notebook (the one the website is rendered from) would hold no figures.
-    env = {"DLBOOK_QUICK": "1" if mode == "quick" else "0", "DLBOOK_RESULTS": str(results_dir), "TQDM_DISABLE": "1",
-           "MPLBACKEND": None}
+    env = {
+        "DLBOOK_QUICK": "1" if mode == "quick" else "0",
+        "DLBOOK_RESULTS": str(results_dir),
+        "TQDM_DISABLE": "1",
+        "MPLBACKEND": None,
+    }
     old = {k: os.environ.get(k) for k in env}
     for k, v in env.items():
         if v is None:
@@ -92,9 +107,16 @@ def execute(path: Path, mode: str, results_dir: Path, *, seed: int | None = None
         nb = nbformat.read(path, as_version=4)
         if seed is not None:
             with_seed(nb, seed)
-        NotebookClient(nb, timeout=-1, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
-                       **_cell_timer(cell_log)).execute()
-    except Exception as err:                     # a failing cell: record it and go on with the next notebook
+        NotebookClient(
+            nb,
+            timeout=-1,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(path.parent)}},
+            **_cell_timer(cell_log),
+        ).execute()
+    except (
+        Exception
+    ) as err:  # a failing cell: record it and go on with the next notebook
         error = last_error_line(str(err)) if str(err).strip() else type(err).__name__
     finally:
         for k, v in old.items():
@@ -128,13 +150,19 @@ def _cell_timer(log: Path | None) -> dict:
     return {"on_cell_start": on_start, "on_cell_executed": on_done}
 
 
-def run(mode: str = "full", notebooks: Sequence[str] | None = None, previous: Mapping | None = None) -> dict:
+def run(
+    mode: str = "full",
+    notebooks: Sequence[str] | None = None,
+    previous: Mapping | None = None,
+) -> dict:
     """Execute the notebooks (all, or those whose name is in ``notebooks``) and merge with ``previous`` results."""
     if mode not in ("full", "quick"):
         raise ValueError(f"mode must be 'full' or 'quick', got {mode!r}")
     paths = [p for p in notebooks_in_toc() if not notebooks or p.stem in notebooks]
     if notebooks and len(paths) != len(set(notebooks)):
-        raise ValueError(f"unknown notebook in {list(notebooks)}; known: {[p.stem for p in notebooks_in_toc()]}")
+        raise ValueError(
+            f"unknown notebook in {list(notebooks)}; known: {[p.stem for p in notebooks_in_toc()]}"
+        )
     modes = {k: dict(v) for k, v in (previous or {}).get("modes", {}).items()}
     rows = modes.setdefault(mode, {})
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,16 +171,21 @@ def run(mode: str = "full", notebooks: Sequence[str] | None = None, previous: Ma
             row["notebook"] = str(path.relative_to(ROOT))
             row["machine"] = report.describe(report.machine())
             rows[path.stem] = row
-            print(f"{mode} {path.stem}: {row['wall_s']:.0f} s, {'passed' if row['passed'] else row['error']}",
-                  flush=True)
+            print(
+                f"{mode} {path.stem}: {row['wall_s']:.0f} s, {'passed' if row['passed'] else row['error']}",
+                flush=True,
+            )
     return {"modes": modes, "order": [p.stem for p in notebooks_in_toc()]}
 
 
 def markdown(result: Mapping) -> list[str]:
-    lines = ["### The whole book: wall time per notebook", "",
-             "Every notebook executed one after the other in a fresh kernel (`make bench-book MODE=full|quick`). "
-             "Full mode is the real training budget, meant for a GPU; quick mode is what CI runs on 2 CPU cores.",
-             ""]
+    lines = [
+        "### The whole book: wall time per notebook",
+        "",
+        "Every notebook executed one after the other in a fresh kernel (`make bench-book MODE=full|quick`). "
+        "Full mode is the real training budget, meant for a GPU; quick mode is what CI runs on 2 CPU cores.",
+        "",
+    ]
     modes = result["modes"]
     names = [n for n in result["order"] if any(n in rows for rows in modes.values())]
     header = ["notebook"] + [f"{m} mode (s)" for m in ("full", "quick") if m in modes]
@@ -162,18 +195,29 @@ def markdown(result: Mapping) -> list[str]:
         for m in ("full", "quick"):
             if m in modes:
                 r = modes[m].get(name)
-                cells.append("not run" if r is None else f"{r['wall_s']:,.0f}" + ("" if r["passed"] else " (failed)"))
+                cells.append(
+                    "not run"
+                    if r is None
+                    else f"{r['wall_s']:,.0f}" + ("" if r["passed"] else " (failed)")
+                )
         rows.append(cells)
     totals = ["**total**"]
     for m in ("full", "quick"):
         if m in modes:
             done = [r["wall_s"] for r in modes[m].values()]
             missing = len(names) - len(done)
-            totals.append(f"**{sum(done):,.0f}**" + (f" ({missing} not run)" if missing else ""))
+            totals.append(
+                f"**{sum(done):,.0f}**" + (f" ({missing} not run)" if missing else "")
+            )
     lines += report.table(header, rows + [totals])
-    machines = sorted({r["machine"] for rows_ in modes.values() for r in rows_.values()})
+    machines = sorted(
+        {r["machine"] for rows_ in modes.values() for r in rows_.values()}
+    )
     lines += ["", "Measured on: " + "; ".join(machines) + "."]
     absent = [m for m in ("full", "quick") if m not in modes]
     if absent:
-        lines += ["", f"Not timed yet in {' or '.join(absent)} mode: `make bench-book MODE={absent[0]}` adds that column."]
+        lines += [
+            "",
+            f"Not timed yet in {' or '.join(absent)} mode: `make bench-book MODE={absent[0]}` adds that column.",
+        ]
     return lines

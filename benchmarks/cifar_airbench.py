@@ -32,8 +32,14 @@ def ours(results_dir: Path) -> dict:
         raise RuntimeError(f"{NOTEBOOK.name} failed in full mode: {run['error']}")
     rec = json.loads((results_dir / "full" / "cnn_cifar10.json").read_text())
     times, accs = rec["curves"]["epoch_train_time_s"], rec["curves"]["epoch_test_acc"]
-    return {"time_to_target_s": report.time_to_target(times, accs, TARGET), "final_acc": rec["metrics"]["test_acc"],
-            "train_s": sum(times), "epochs": len(times), "notebook_s": run["wall_s"], "data": rec["data"]}
+    return {
+        "time_to_target_s": report.time_to_target(times, accs, TARGET),
+        "final_acc": rec["metrics"]["test_acc"],
+        "train_s": sum(times),
+        "epochs": len(times),
+        "notebook_s": run["wall_s"],
+        "data": rec["data"],
+    }
 
 
 def _write_airbench_data(folder: Path) -> None:
@@ -44,22 +50,38 @@ def _write_airbench_data(folder: Path) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     for train in (True, False):
-        ds = helpers.load_cifar10(train=train)          # uint8 (N, C, H, W) images and their labels
-        torch.save({"images": ds.images.permute(0, 2, 3, 1).contiguous(), "labels": ds.labels.clone(),
-                    "classes": list(helpers.CIFAR10_CLASSES)}, folder / ("train.pt" if train else "test.pt"))
+        ds = helpers.load_cifar10(
+            train=train
+        )  # uint8 (N, C, H, W) images and their labels
+        torch.save(
+            {
+                "images": ds.images.permute(0, 2, 3, 1).contiguous(),
+                "labels": ds.labels.clone(),
+                "classes": list(helpers.CIFAR10_CLASSES),
+            },
+            folder / ("train.pt" if train else "test.pt"),
+        )
 
 
 def airbench_run(workdir: Path) -> dict:
     """airbench's 94 % baseline in a child process (it reads ./cifar10 at import), after one warm-up run."""
     _write_airbench_data(workdir / "cifar10")
-    code = ("import json, time, torch, airbench\n"
-            "airbench.warmup94(verbose=False)\n"
-            "torch.cuda.synchronize(); t = time.perf_counter()\n"
-            "model = airbench.train94(verbose=False)\n"
-            "torch.cuda.synchronize(); s = time.perf_counter() - t\n"
-            "test = airbench.CifarLoader('cifar10', train=False, batch_size=2000)\n"
-            "print(json.dumps({'train_s': s, 'final_acc': airbench.evaluate(model, test, tta_level=2)}))\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, check=True)
+    code = (
+        "import json, time, torch, airbench\n"
+        "airbench.warmup94(verbose=False)\n"
+        "torch.cuda.synchronize(); t = time.perf_counter()\n"
+        "model = airbench.train94(verbose=False)\n"
+        "torch.cuda.synchronize(); s = time.perf_counter() - t\n"
+        "test = airbench.CifarLoader('cifar10', train=False, batch_size=2000)\n"
+        "print(json.dumps({'train_s': s, 'final_acc': airbench.evaluate(model, test, tta_level=2)}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -67,15 +89,24 @@ def run() -> dict:
     import torch
 
     if not torch.cuda.is_available():
-        return {"skipped": "no CUDA GPU on this machine: this comparison only runs on a GPU"}
+        return {
+            "skipped": "no CUDA GPU on this machine: this comparison only runs on a GPU"
+        }
     try:
         import airbench  # noqa: F401
     except ImportError:
-        return {"skipped": "the airbench package is not installed (pip install airbench)"}
+        return {
+            "skipped": "the airbench package is not installed (pip install airbench)"
+        }
     with tempfile.TemporaryDirectory() as tmp:
-        result = {"ours": ours(Path(tmp) / "results"), "airbench": airbench_run(Path(tmp))}
+        result = {
+            "ours": ours(Path(tmp) / "results"),
+            "airbench": airbench_run(Path(tmp)),
+        }
     a, o = result["airbench"], result["ours"]
-    result["ratio_time_to_target"] = (o["time_to_target_s"] / a["train_s"]) if o["time_to_target_s"] else None
+    result["ratio_time_to_target"] = (
+        (o["time_to_target_s"] / a["train_s"]) if o["time_to_target_s"] else None
+    )
     result["target"] = TARGET
     return result
 
@@ -83,14 +114,36 @@ def run() -> dict:
 def markdown(result: Mapping) -> list[str]:
     lines = ["### CIFAR-10 training speed: the book vs airbench (GPU)", ""]
     if "skipped" in result:
-        return lines + [f"Skipped on {report.describe(result['machine'])}: {result['skipped']}."]
+        return lines + [
+            f"Skipped on {report.describe(result['machine'])}: {result['skipped']}."
+        ]
     o, a = result["ours"], result["airbench"]
-    rows = [["book (ResNet-9, cnn_cifar10 chapter)", f"{o['final_acc']:.4f}", f"{o['train_s']:.1f}",
-             f"{o['time_to_target_s']:.1f}" if o["time_to_target_s"] else "not reached"],
-            ["airbench94", f"{a['final_acc']:.4f}", f"{a['train_s']:.1f}", f"{a['train_s']:.1f}"]]
-    lines += [f"Measured on {report.describe(result['machine'])}; data: {o['data']}.", ""]
-    lines += report.table(["recipe", "final test accuracy", "training s", f"s to {result['target']:.0%}"], rows)
+    rows = [
+        [
+            "book (ResNet-9, cnn_cifar10 chapter)",
+            f"{o['final_acc']:.4f}",
+            f"{o['train_s']:.1f}",
+            f"{o['time_to_target_s']:.1f}" if o["time_to_target_s"] else "not reached",
+        ],
+        [
+            "airbench94",
+            f"{a['final_acc']:.4f}",
+            f"{a['train_s']:.1f}",
+            f"{a['train_s']:.1f}",
+        ],
+    ]
+    lines += [
+        f"Measured on {report.describe(result['machine'])}; data: {o['data']}.",
+        "",
+    ]
+    lines += report.table(
+        ["recipe", "final test accuracy", "training s", f"s to {result['target']:.0%}"],
+        rows,
+    )
     ratio = result["ratio_time_to_target"]
-    lines += ["", f"Time to {result['target']:.0%}, book / airbench: " + (f"{ratio:.1f}x" if ratio else "the book's "
-              "recipe does not reach it")]
+    lines += [
+        "",
+        f"Time to {result['target']:.0%}, book / airbench: "
+        + (f"{ratio:.1f}x" if ratio else "the book's recipe does not reach it"),
+    ]
     return lines

@@ -33,6 +33,8 @@ from . import report
 from .book_times import execute, notebooks_in_toc
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
 def device_info() -> dict:
     """What the notebooks will run on here: ``helpers.get_device()``'s choice, named."""
     import torch
@@ -45,8 +47,13 @@ def device_info() -> dict:
         name = torch.cuda.get_device_name(device)
     else:
         name = f"{device.type.upper()} ({m['cpu']}, {m['cores']} cores)"
-    return {"device": name, "device_type": device.type, "torch": torch.__version__, "python": m["python"],
-            "cores": m["cores"]}
+    return {
+        "device": name,
+        "device_type": device.type,
+        "torch": torch.__version__,
+        "python": m["python"],
+        "cores": m["cores"],
+    }
 
 
 def commit() -> str:
@@ -54,25 +61,44 @@ def commit() -> str:
     names it where the checkout travelled without its ``.git``)."""
     if os.environ.get("DLBOOK_COMMIT"):
         return os.environ["DLBOOK_COMMIT"]
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+changes" if git("status", "--porcelain", "book", "helpers") else "")
+    return head + (
+        "+changes" if git("status", "--porcelain", "book", "helpers") else ""
+    )
 
 
 def _kill(proc: subprocess.Popen) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGKILL)   # the notebook's kernel is in the same process group
+        os.killpg(
+            proc.pid, signal.SIGKILL
+        )  # the notebook's kernel is in the same process group
     except ProcessLookupError:
         pass
 
 
-def run(modes: Sequence[str], notebooks: Sequence[str] | None = None, *, jobs: int = 2,
-        threads: int | None = None, deadline_s: float | None = None, seed: int | None = None,
-        full_on_cpu: Sequence[str] = (), previous: Mapping | None = None, keep: Path | None = None,
-        paths: Sequence[Path] | None = None, cache: Path | None = None, results: Path | None = None,
-        records: Path | None = None, heartbeat_s: float = 60.0) -> dict:
+def run(
+    modes: Sequence[str],
+    notebooks: Sequence[str] | None = None,
+    *,
+    jobs: int = 2,
+    threads: int | None = None,
+    deadline_s: float | None = None,
+    seed: int | None = None,
+    full_on_cpu: Sequence[str] = (),
+    previous: Mapping | None = None,
+    keep: Path | None = None,
+    paths: Sequence[Path] | None = None,
+    cache: Path | None = None,
+    results: Path | None = None,
+    records: Path | None = None,
+    heartbeat_s: float = 60.0,
+) -> dict:
     """Execute every (notebook, mode), ``jobs`` at a time, and merge the rows into ``previous``.
 
     ``deadline_s`` bounds the whole run: what is still running then is stopped and reported as such, and what
@@ -86,7 +112,9 @@ def run(modes: Sequence[str], notebooks: Sequence[str] | None = None, *, jobs: i
     if paths is None:
         paths = [p for p in notebooks_in_toc() if not notebooks or p.stem in notebooks]
     if notebooks and len(paths) != len(set(notebooks)):
-        raise ValueError(f"unknown notebook in {list(notebooks)}; known: {[p.stem for p in notebooks_in_toc()]}")
+        raise ValueError(
+            f"unknown notebook in {list(notebooks)}; known: {[p.stem for p in notebooks_in_toc()]}"
+        )
     todo = []
     for mode in modes:
         for path in paths:
@@ -94,12 +122,25 @@ def run(modes: Sequence[str], notebooks: Sequence[str] | None = None, *, jobs: i
             if mode == "full" and info["device_type"] == "cpu" and not cpu_ok:
                 continue
             if cache is not None and seed is None and _in_cache(cache, path):
-                print(f"{mode:5s} {path.stem:12s} unchanged since its cached run: not run again", flush=True)
+                print(
+                    f"{mode:5s} {path.stem:12s} unchanged since its cached run: not run again",
+                    flush=True,
+                )
                 continue
             todo.append((path, mode))
     threads = threads or max(1, (os.cpu_count() or 1) // max(1, jobs))
-    stamp = {**info, "commit": commit(), "date": dt.date.today().isoformat(), "jobs": jobs, "threads": threads}
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    stamp = {
+        **info,
+        "commit": commit(),
+        "date": dt.date.today().isoformat(),
+        "jobs": jobs,
+        "threads": threads,
+    }
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+    }
     rows = {_key(r): r for r in (previous or {}).get("runs", [])}
     new: list[dict] = []
     start = time.perf_counter()
@@ -112,40 +153,81 @@ def run(modes: Sequence[str], notebooks: Sequence[str] | None = None, *, jobs: i
 
         def finish(proc, path, mode, out_json, t0, killed=False):
             if killed:
-                row = {"wall_s": round(time.perf_counter() - t0, 1), "passed": False, "stopped": True,
-                       "error": f"stopped at the deadline ({deadline_s:.0f} s)"}
+                row = {
+                    "wall_s": round(time.perf_counter() - t0, 1),
+                    "passed": False,
+                    "stopped": True,
+                    "error": f"stopped at the deadline ({deadline_s:.0f} s)",
+                }
             elif out_json.exists():
                 row = json.loads(out_json.read_text())
             else:
-                row = {"wall_s": round(time.perf_counter() - t0, 1), "passed": False,
-                       "error": f"the runner exited with code {proc.returncode}"}
-            row.update(notebook=path.stem, mode=mode, seed=0 if seed is None else seed, **stamp)
+                row = {
+                    "wall_s": round(time.perf_counter() - t0, 1),
+                    "passed": False,
+                    "error": f"the runner exited with code {proc.returncode}",
+                }
+            row.update(
+                notebook=path.stem, mode=mode, seed=0 if seed is None else seed, **stamp
+            )
             rows[_key(row)] = row
             new.append(row)
             record = (results or tmp / "results") / "full" / f"{path.stem}.json"
-            if records is not None and mode == "full" and row["passed"] and seed is None and record.exists():
+            if (
+                records is not None
+                and mode == "full"
+                and row["passed"]
+                and seed is None
+                and record.exists()
+            ):
                 records.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(record, records / record.name)
             if cache is not None and row["passed"] and seed is None:
-                _add_to_cache(cache, path, keep / f"{mode}-{path.stem}.ipynb", row["wall_s"])
+                _add_to_cache(
+                    cache, path, keep / f"{mode}-{path.stem}.ipynb", row["wall_s"]
+                )
             verdict = "passed" if row["passed"] else f"FAILED: {row['error']}"
-            print(f"{mode:5s} {path.stem:12s} {row['wall_s']:7.1f} s  {verdict}", flush=True)
+            print(
+                f"{mode:5s} {path.stem:12s} {row['wall_s']:7.1f} s  {verdict}",
+                flush=True,
+            )
 
         while todo or running:
             late = deadline_s is not None and time.perf_counter() - start > deadline_s
             while todo and len(running) < jobs and not late:
                 path, mode = todo.pop(0)
                 out_json = tmp / f"{mode}-{path.stem}.json"
-                cmd = [sys.executable, "-m", "benchmarks.devices", "--one", str(path), "--mode", mode,
-                       "--results", str(results or tmp / "results"), "--row", str(out_json)]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.devices",
+                    "--one",
+                    str(path),
+                    "--mode",
+                    mode,
+                    "--results",
+                    str(results or tmp / "results"),
+                    "--row",
+                    str(out_json),
+                ]
                 if seed is not None:
                     cmd += ["--seed", str(seed)]
                 if keep is not None:
                     keep.mkdir(parents=True, exist_ok=True)
-                    cmd += ["--keep", str(keep / f"{mode}-{path.stem}.ipynb"),
-                            "--cell-log", str(keep / f"{mode}-{path.stem}.cells.tsv")]
-                proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    cmd += [
+                        "--keep",
+                        str(keep / f"{mode}-{path.stem}.ipynb"),
+                        "--cell-log",
+                        str(keep / f"{mode}-{path.stem}.cells.tsv"),
+                    ]
+                proc = subprocess.Popen(
+                    cmd,
+                    cwd=ROOT,
+                    env=env,
+                    start_new_session=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 running.append((proc, path, mode, out_json, time.perf_counter()))
             if late:
                 for item in running:
@@ -162,12 +244,20 @@ def run(modes: Sequence[str], notebooks: Sequence[str] | None = None, *, jobs: i
                     finish(*item)
             if running and time.perf_counter() - beat > heartbeat_s:
                 beat = time.perf_counter()
-                now = ", ".join(f"{p.stem} ({(beat - t0) / 60:.0f} min)" for _, p, _, _, t0 in running)
-                print(f"[{(beat - start) / 60:.0f} min] running: {now}; {len(todo)} waiting", flush=True)
+                now = ", ".join(
+                    f"{p.stem} ({(beat - t0) / 60:.0f} min)"
+                    for _, p, _, _, t0 in running
+                )
+                print(
+                    f"[{(beat - start) / 60:.0f} min] running: {now}; {len(todo)} waiting",
+                    flush=True,
+                )
             time.sleep(0.5)
     result = {"runs": sorted(rows.values(), key=_key), "new": new}
     if previous and previous.get("notes"):
-        result["notes"] = list(previous["notes"])     # what the committed runs' conditions were, kept with them
+        result["notes"] = list(
+            previous["notes"]
+        )  # what the committed runs' conditions were, kept with them
     return result
 
 
@@ -196,31 +286,59 @@ def _add_to_cache(cache: Path, source: Path, executed: Path, seconds: float) -> 
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = done.outputs, done.execution_count
     get_cache(str(cache)).cache_notebook_bundle(
-        CacheBundleIn(nb, str(source), data={"execution_seconds": seconds}), check_validity=False, overwrite=True)
+        CacheBundleIn(nb, str(source), data={"execution_seconds": seconds}),
+        check_validity=False,
+        overwrite=True,
+    )
 
 
-def estimate(mode: str, notebooks: Sequence[str] | None = None, jobs: int = 1,
-             recorded: Mapping | None = None) -> tuple[list[str], float | None]:
+def estimate(
+    mode: str,
+    notebooks: Sequence[str] | None = None,
+    jobs: int = 1,
+    recorded: Mapping | None = None,
+) -> tuple[list[str], float | None]:
     """What running the book in ``mode`` will cost here: per chapter, the latest recorded wall time on this kind
     of device (this machine's device name first, then any device of the same type), and the whole run's time
     with ``jobs`` side by side (None if a chapter was never timed on such a device)."""
     info = device_info()
-    runs = [r for r in (recorded or {}).get("runs", []) if r["mode"] == mode and r.get("seed", 0) == 0]
+    runs = [
+        r
+        for r in (recorded or {}).get("runs", [])
+        if r["mode"] == mode and r.get("seed", 0) == 0
+    ]
     lines, times = [], []
     for path in notebooks_in_toc():
         if notebooks and path.stem not in notebooks:
             continue
-        same = [r for r in runs if r["notebook"] == path.stem and r["device"] == info["device"]]
-        kind = [r for r in runs if r["notebook"] == path.stem and r.get("device_type") == info["device_type"]]
+        same = [
+            r
+            for r in runs
+            if r["notebook"] == path.stem and r["device"] == info["device"]
+        ]
+        kind = [
+            r
+            for r in runs
+            if r["notebook"] == path.stem
+            and r.get("device_type") == info["device_type"]
+        ]
         pick = max(same or kind, key=lambda r: r["date"], default=None)
         if pick is None:
-            lines.append(f"  {path.stem:12s} not yet timed on a {info['device_type'].upper()}")
+            lines.append(
+                f"  {path.stem:12s} not yet timed on a {info['device_type'].upper()}"
+            )
             times.append(None)
         else:
-            lines.append(f"  {path.stem:12s} {pick['wall_s'] / 60:6.1f} min  ({pick['device']}, {pick['date']})")
+            lines.append(
+                f"  {path.stem:12s} {pick['wall_s'] / 60:6.1f} min  ({pick['device']}, {pick['date']})"
+            )
             times.append(pick["wall_s"])
     known = [t for t in times if t is not None]
-    total = None if None in times else max(sum(known) / max(1, jobs), max(known, default=0.0))
+    total = (
+        None
+        if None in times
+        else max(sum(known) / max(1, jobs), max(known, default=0.0))
+    )
     return lines, total
 
 
@@ -230,7 +348,9 @@ def _key(row: Mapping) -> tuple:
 
 def _stopped(row: Mapping) -> bool:
     """A run stopped at the deadline: no verdict on its quality gates, only a lower bound on its time."""
-    return row.get("stopped", False) or str(row.get("error") or "").startswith("stopped at the deadline")
+    return row.get("stopped", False) or str(row.get("error") or "").startswith(
+        "stopped at the deadline"
+    )
 
 
 def _cell(row: Mapping | None) -> str:
@@ -238,7 +358,11 @@ def _cell(row: Mapping | None) -> str:
         return "—"
     if row["passed"]:
         return f"✓ {row['wall_s']:,.0f} s"
-    return f"unfinished > {row['wall_s']:,.0f} s ²" if _stopped(row) else f"✗ {row['wall_s']:,.0f} s ¹"
+    return (
+        f"unfinished > {row['wall_s']:,.0f} s ²"
+        if _stopped(row)
+        else f"✗ {row['wall_s']:,.0f} s ¹"
+    )
 
 
 def markdown(result: Mapping) -> list[str]:
@@ -246,45 +370,79 @@ def markdown(result: Mapping) -> list[str]:
     runs = result.get("runs", [])
     order = [p.stem for p in notebooks_in_toc()]
     main = [r for r in runs if r.get("seed", 0) == 0]
-    columns = sorted({(r["device"], r["mode"]) for r in main}, key=lambda c: (c[0], c[1] != "quick"))
-    lines = ["Every notebook executed in a fresh kernel, several at a time, by `make gpu-check` "
-             "(`python -m benchmarks devices`): ✓ passed every quality gate, ✗ failed (the assertion is listed "
-             "below the table), unfinished: stopped at the run's deadline (no verdict); the time is the "
-             "notebook's wall time with other notebooks running beside it.", ""]
+    columns = sorted(
+        {(r["device"], r["mode"]) for r in main}, key=lambda c: (c[0], c[1] != "quick")
+    )
+    lines = [
+        "Every notebook executed in a fresh kernel, several at a time, by `make gpu-check` "
+        "(`python -m benchmarks devices`): ✓ passed every quality gate, ✗ failed (the assertion is listed "
+        "below the table), unfinished: stopped at the run's deadline (no verdict); the time is the "
+        "notebook's wall time with other notebooks running beside it.",
+        "",
+    ]
     if columns:
         header = ["notebook"] + [f"{dev}, {mode}" for dev, mode in columns]
         index = {(r["device"], r["mode"], r["notebook"]): r for r in main}
-        lines += report.table(header, [[n] + [_cell(index.get((d, m, n))) for d, m in columns] for n in order
-                                       if any((d, m, n) in index for d, m in columns)])
-        lines += ["", "Runs: " + "; ".join(_describe(main, d, m) for d, m in columns) + "."]
+        lines += report.table(
+            header,
+            [
+                [n] + [_cell(index.get((d, m, n))) for d, m in columns]
+                for n in order
+                if any((d, m, n) in index for d, m in columns)
+            ],
+        )
+        lines += [
+            "",
+            "Runs: " + "; ".join(_describe(main, d, m) for d, m in columns) + ".",
+        ]
         failed = [r for r in main if not r["passed"] and not _stopped(r)]
         if failed:
-            lines += ["", "¹ Failures:"] + [f"- {r['notebook']} ({r['device']}, {r['mode']}): `{r['error']}`"
-                                             for r in failed]
+            lines += ["", "¹ Failures:"] + [
+                f"- {r['notebook']} ({r['device']}, {r['mode']}): `{r['error']}`"
+                for r in failed
+            ]
         stopped = [r for r in main if _stopped(r)]
         if stopped:
-            lines += ["", "² Stopped unfinished at the run's deadline: "
-                      + "; ".join(f"{r['notebook']} ({r['device']}, {r['mode']})" for r in stopped) + "."]
+            lines += [
+                "",
+                "² Stopped unfinished at the run's deadline: "
+                + "; ".join(
+                    f"{r['notebook']} ({r['device']}, {r['mode']})" for r in stopped
+                )
+                + ".",
+            ]
     notes = result.get("notes", [])
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
     other = [r for r in runs if r.get("seed", 0) != 0]
     if other:
-        lines += ["", "**Other seeds.**", "",
-                  "The same notebooks with their one `SEED = 0` line changed: the quality gates must hold for "
-                  "any seed.", ""]
+        lines += [
+            "",
+            "**Other seeds.**",
+            "",
+            "The same notebooks with their one `SEED = 0` line changed: the quality gates must hold for "
+            "any seed.",
+            "",
+        ]
         groups = sorted({(r["device"], r["mode"]) for r in other})
         for dev, mode in groups:
             rows = [r for r in other if (r["device"], r["mode"]) == (dev, mode)]
             seeds = sorted({r["seed"] for r in rows})
             index = {(r["notebook"], r["seed"]): r for r in rows}
             lines += [f"{dev}, {mode} mode:", ""]
-            lines += report.table(["notebook"] + [f"SEED = {s}" for s in seeds],
-                                  [[n] + [_cell(index.get((n, s))) for s in seeds] for n in order
-                                   if any((n, s) in index for s in seeds)])
+            lines += report.table(
+                ["notebook"] + [f"SEED = {s}" for s in seeds],
+                [
+                    [n] + [_cell(index.get((n, s))) for s in seeds]
+                    for n in order
+                    if any((n, s) in index for s in seeds)
+                ],
+            )
             failed = [r for r in rows if not r["passed"]]
-            lines += [""] + [f"- {'²' if _stopped(r) else '¹'} {r['notebook']}, SEED = {r['seed']}: `{r['error']}`"
-                             for r in failed]
+            lines += [""] + [
+                f"- {'²' if _stopped(r) else '¹'} {r['notebook']}, SEED = {r['seed']}: `{r['error']}`"
+                for r in failed
+            ]
             lines += [""] if failed else []
     if not runs:
         lines += ["No run recorded yet: `make gpu-check`."]
@@ -294,8 +452,10 @@ def markdown(result: Mapping) -> list[str]:
 def _describe(rows: Sequence[Mapping], device: str, mode: str) -> str:
     sel = [r for r in rows if (r["device"], r["mode"]) == (device, mode)]
     latest = max(sel, key=lambda r: r["date"])
-    return (f"{device}, {mode} mode: {latest['date']}, commit {latest['commit']}, torch {latest['torch']}, "
-            f"{latest['jobs']} notebooks at a time")
+    return (
+        f"{device}, {mode} mode: {latest['date']}, commit {latest['commit']}, torch {latest['torch']}, "
+        f"{latest['jobs']} notebooks at a time"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -310,7 +470,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path)
     parser.add_argument("--cell-log", type=Path)
     args = parser.parse_args(argv)
-    row = execute(args.one, args.mode, args.results, seed=args.seed, out=args.keep, cell_log=args.cell_log)
+    row = execute(
+        args.one,
+        args.mode,
+        args.results,
+        seed=args.seed,
+        out=args.keep,
+        cell_log=args.cell_log,
+    )
     args.row.write_text(json.dumps(row))
     return 0
 

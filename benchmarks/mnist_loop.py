@@ -33,10 +33,14 @@ def _tensors(dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def plain_loop(model: torch.nn.Module, train_loader, test_loader, epochs: int) -> list[dict]:
+def plain_loop(
+    model: torch.nn.Module, train_loader, test_loader, epochs: int
+) -> list[dict]:
     """The loop as most tutorials write it: no helpers. Returns one row per epoch (training seconds, test acc)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(train_loader))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=epochs * len(train_loader)
+    )
     rows = []
     for epoch in range(epochs):
         model.train()
@@ -56,30 +60,65 @@ def plain_loop(model: torch.nn.Module, train_loader, test_loader, epochs: int) -
             for x, y in test_loader:
                 correct += (model(x).argmax(dim=1) == y).sum().item()
                 total += len(y)
-        rows.append({"epoch": epoch + 1, "train_s": train_s, "test_acc": correct / total,
-                     "train_loss": running_loss / len(train_loader)})
+        rows.append(
+            {
+                "epoch": epoch + 1,
+                "train_s": train_s,
+                "test_acc": correct / total,
+                "train_loss": running_loss / len(train_loader),
+            }
+        )
     return rows
 
 
-def helpers_loop(model: torch.nn.Module, train_loader, test_loader, epochs: int) -> list[dict]:
+def helpers_loop(
+    model: torch.nn.Module, train_loader, test_loader, epochs: int
+) -> list[dict]:
     """The same training through ``helpers.fit``, exactly as the CNN chapter calls it."""
     import helpers
 
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(train_loader))
-    history = helpers.fit(model, train_loader, epochs=epochs, val_loader=test_loader, optimizer=optimizer,
-                          scheduler=scheduler, scheduler_step="batch", device="cpu", progress=False)
-    return [{"epoch": e, "train_s": t, "test_acc": a, "train_loss": loss}
-            for e, t, a, loss in zip(history["epoch"], history["time_s"], history["val_acc"], history["train_loss"])]
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=epochs * len(train_loader)
+    )
+    history = helpers.fit(
+        model,
+        train_loader,
+        epochs=epochs,
+        val_loader=test_loader,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scheduler_step="batch",
+        device="cpu",
+        progress=False,
+    )
+    return [
+        {"epoch": e, "train_s": t, "test_acc": a, "train_loss": loss}
+        for e, t, a, loss in zip(
+            history["epoch"],
+            history["time_s"],
+            history["val_acc"],
+            history["train_loss"],
+        )
+    ]
 
 
-def run(epochs: int = 8, repeats: int = 4, threads: int | None = None, n_train: int | None = None) -> dict:
+def run(
+    epochs: int = 8,
+    repeats: int = 4,
+    threads: int | None = None,
+    n_train: int | None = None,
+) -> dict:
     """Train both sides ``repeats`` times (alternating which goes first) for ``epochs`` epochs each."""
     import helpers
 
     if threads:
         torch.set_num_threads(threads)
-    train = helpers.data.take_subset(helpers.load_mnist(train=True), n_train) if n_train else helpers.load_mnist(True)
+    train = (
+        helpers.data.take_subset(helpers.load_mnist(train=True), n_train)
+        if n_train
+        else helpers.load_mnist(True)
+    )
     full = helpers.is_full_data("mnist", train)
     target = TARGET if full else SUBSET_TARGET
     x_train, y_train = _tensors(train)
@@ -92,45 +131,103 @@ def run(epochs: int = 8, repeats: int = 4, threads: int | None = None, n_train: 
         for name in order:
             helpers.seed_everything(0)
             model = helpers.CNNModel()
-            train_loader = helpers.TensorLoader(x_train, y_train, BATCH, shuffle=True, seed=0)
+            train_loader = helpers.TensorLoader(
+                x_train, y_train, BATCH, shuffle=True, seed=0
+            )
             test_loader = helpers.TensorLoader(x_test, y_test, 1000)
             start = time.perf_counter()
             runs[name].append(sides[name](model, train_loader, test_loader, epochs))
             wall[name].append(time.perf_counter() - start)
             last = runs[name][-1][-1]
-            print(f"{name:12s} round {rep + 1}: {wall[name][-1]:.1f} s, test acc {last['test_acc']:.4f}", flush=True)
+            print(
+                f"{name:12s} round {rep + 1}: {wall[name][-1]:.1f} s, test acc {last['test_acc']:.4f}",
+                flush=True,
+            )
     summary = {}
     for name in sides:
-        reach = [report.time_to_target([row["train_s"] for row in r], [row["test_acc"] for row in r], target)
-                 for r in runs[name]]
-        summary[name] = {"time_to_target_s": reach, "wall_s": wall[name],
-                         "epoch_train_s": [row["train_s"] for r in runs[name] for row in r],
-                         "test_acc": [row["test_acc"] for row in runs[name][0]]}
+        reach = [
+            report.time_to_target(
+                [row["train_s"] for row in r], [row["test_acc"] for row in r], target
+            )
+            for r in runs[name]
+        ]
+        summary[name] = {
+            "time_to_target_s": reach,
+            "wall_s": wall[name],
+            "epoch_train_s": [row["train_s"] for r in runs[name] for row in r],
+            "test_acc": [row["test_acc"] for row in runs[name][0]],
+        }
     ours, plain = summary["helpers.fit"], summary["plain loop"]
-    ratio_epoch = float(np.mean(ours["epoch_train_s"]) / np.mean(plain["epoch_train_s"]))
-    ratio_target = (float(np.mean(ours["time_to_target_s"]) / np.mean(plain["time_to_target_s"]))
-                    if None not in ours["time_to_target_s"] + plain["time_to_target_s"] else None)
-    return {"summary": summary, "target": target, "full_data": full, "n_train": len(train), "epochs": epochs,
-            "repeats": repeats, "threads": torch.get_num_threads(), "device": "cpu",
-            "ratio_time_to_target": ratio_target, "ratio_epoch": ratio_epoch,
-            "same_accuracies": bool(np.allclose(ours["test_acc"], plain["test_acc"], atol=1e-4)),
-            "goal_met": ratio_target is not None and ratio_target <= 1.05}
+    ratio_epoch = float(
+        np.mean(ours["epoch_train_s"]) / np.mean(plain["epoch_train_s"])
+    )
+    ratio_target = (
+        float(np.mean(ours["time_to_target_s"]) / np.mean(plain["time_to_target_s"]))
+        if None not in ours["time_to_target_s"] + plain["time_to_target_s"]
+        else None
+    )
+    return {
+        "summary": summary,
+        "target": target,
+        "full_data": full,
+        "n_train": len(train),
+        "epochs": epochs,
+        "repeats": repeats,
+        "threads": torch.get_num_threads(),
+        "device": "cpu",
+        "ratio_time_to_target": ratio_target,
+        "ratio_epoch": ratio_epoch,
+        "same_accuracies": bool(
+            np.allclose(ours["test_acc"], plain["test_acc"], atol=1e-4)
+        ),
+        "goal_met": ratio_target is not None and ratio_target <= 1.05,
+    }
 
 
 def markdown(result: Mapping) -> list[str]:
     s, m = result["summary"], result["machine"]
-    data = "all 60,000 training images" if result["full_data"] else f"{result['n_train']:,} training images (subset)"
-    lines = ["### MNIST CNN: the book's training loop vs a plain PyTorch loop", "",
-             f"The CNN chapter's model and recipe, {result['epochs']} epochs, {data}, target {result['target']:.0%} "
-             f"test accuracy; {result['repeats']} rounds per side, alternating which goes first; CPU, "
-             f"{result['threads']} threads. Measured on {report.describe(m)}.", ""]
-    rows = [[name, report.mean_std(d["time_to_target_s"], "{:.1f}"), report.mean_std(d["epoch_train_s"], "{:.2f}"),
-             " / ".join(f"{a:.4f}" for a in d["test_acc"])] for name, d in s.items()]
-    lines += report.table(["loop", f"seconds to {result['target']:.0%}", "seconds per epoch (training)",
-                           "test accuracy after each epoch"], rows, "lrrr")
+    data = (
+        "all 60,000 training images"
+        if result["full_data"]
+        else f"{result['n_train']:,} training images (subset)"
+    )
+    lines = [
+        "### MNIST CNN: the book's training loop vs a plain PyTorch loop",
+        "",
+        f"The CNN chapter's model and recipe, {result['epochs']} epochs, {data}, target {result['target']:.0%} "
+        f"test accuracy; {result['repeats']} rounds per side, alternating which goes first; CPU, "
+        f"{result['threads']} threads. Measured on {report.describe(m)}.",
+        "",
+    ]
+    rows = [
+        [
+            name,
+            report.mean_std(d["time_to_target_s"], "{:.1f}"),
+            report.mean_std(d["epoch_train_s"], "{:.2f}"),
+            " / ".join(f"{a:.4f}" for a in d["test_acc"]),
+        ]
+        for name, d in s.items()
+    ]
+    lines += report.table(
+        [
+            "loop",
+            f"seconds to {result['target']:.0%}",
+            "seconds per epoch (training)",
+            "test accuracy after each epoch",
+        ],
+        rows,
+        "lrrr",
+    )
     rt = result["ratio_time_to_target"]
-    to_target = f"time to target **{rt:.3f}**" if rt is not None else "time to target: not reached by both"
-    lines += ["", f"Ratio helpers.fit / plain loop: {to_target}, training time per epoch {result['ratio_epoch']:.3f}; "
-              f"goal (≤ 1.05) {'met' if result['goal_met'] else '**not met**'}. Both loops compute the same "
-              f"accuracies: {'yes' if result['same_accuracies'] else 'no'}."]
+    to_target = (
+        f"time to target **{rt:.3f}**"
+        if rt is not None
+        else "time to target: not reached by both"
+    )
+    lines += [
+        "",
+        f"Ratio helpers.fit / plain loop: {to_target}, training time per epoch {result['ratio_epoch']:.3f}; "
+        f"goal (≤ 1.05) {'met' if result['goal_met'] else '**not met**'}. Both loops compute the same "
+        f"accuracies: {'yes' if result['same_accuracies'] else 'no'}.",
+    ]
     return lines

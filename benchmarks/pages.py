@@ -12,28 +12,47 @@ from pathlib import Path
 from . import book_times, cifar_airbench, devices, mnist_loop, rl_sb3
 from .report import RESULTS
 
-ORDER = ["devices", "rl_sb3", "mnist_loop", "cifar_airbench", "book_times"]   # sections of the Markdown page
+ORDER = [
+    "devices",
+    "rl_sb3",
+    "mnist_loop",
+    "cifar_airbench",
+    "book_times",
+]  # sections of the Markdown page
 
 
 def write_markdown(folder: Path | None = None) -> Path:
     """Collect every ``<name>.json`` in ``folder`` into ``benchmarks.md`` (sections in :data:`ORDER`); each section
     is also written alone to ``<name>.md``."""
-    renderers = {"devices": devices.markdown, "rl_sb3": rl_sb3.markdown, "mnist_loop": mnist_loop.markdown,
-                 "cifar_airbench": cifar_airbench.markdown, "book_times": book_times.markdown}
+    renderers = {
+        "devices": devices.markdown,
+        "rl_sb3": rl_sb3.markdown,
+        "mnist_loop": mnist_loop.markdown,
+        "cifar_airbench": cifar_airbench.markdown,
+        "book_times": book_times.markdown,
+    }
     folder = Path(folder or RESULTS)
     found = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
     lines: list[str] = []
     for name in ORDER:
         if name in found:
             section = renderers[name](found[name]) + [""]
-            (folder / f"{name}.md").write_text("\n".join(section))    # one section alone (the instructor page)
-            if name == "devices":    # and the course's lab time per week, from the same matrix
+            (folder / f"{name}.md").write_text(
+                "\n".join(section)
+            )  # one section alone (the instructor page)
+            if (
+                name == "devices"
+            ):  # and the course's lab time per week, from the same matrix
                 from helpers.course import lab_times_markdown
+
                 (folder / "lab_times.md").write_text(lab_times_markdown(found[name]))
-            if name != "devices":                                    # its own section of the results page
+            if name != "devices":  # its own section of the results page
                 lines += section
     if not lines:
-        lines = ["No benchmark has been run yet: `make bench` (CPU part) or `make bench-book`.", ""]
+        lines = [
+            "No benchmark has been run yet: `make bench` (CPU part) or `make bench-book`.",
+            "",
+        ]
     out = folder / "benchmarks.md"
     out.write_text("\n".join(lines))
     return out

@@ -31,10 +31,16 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
     try:
         import stable_baselines3
+
         info["stable_baselines3"] = stable_baselines3.__version__
     except ImportError:
         pass
@@ -44,15 +50,21 @@ def machine() -> dict:
 def describe(m: Mapping) -> str:
     """One line for a table caption."""
     gpu = f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU"
-    return f"{m['cpu']}, {m['cores']} cores{gpu}; Python {m['python']}, torch {m['torch']}"
+    return (
+        f"{m['cpu']}, {m['cores']} cores{gpu}; Python {m['python']}, torch {m['torch']}"
+    )
 
 
 def save(name: str, payload: Mapping, folder: Path | None = None) -> Path:
     """Write ``payload`` (plus the machine and the date) to ``<folder>/<name>.json``."""
     folder = Path(folder or RESULTS)
     folder.mkdir(parents=True, exist_ok=True)
-    entry = {"name": name, **payload, "machine": machine(),
-             "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    entry = {
+        "name": name,
+        **payload,
+        "machine": machine(),
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
     path = folder / f"{name}.json"
     path.write_text(json.dumps(entry, indent=1, default=_plain))
     return path
@@ -72,10 +84,14 @@ def mean_std(values: Sequence[float], fmt: str = "{:,.0f}") -> str:
     if not vals:
         return "—"
     text = f"{fmt.format(np.mean(vals))} ± {fmt.format(np.std(vals))}"
-    return text if len(vals) == len(values) else f"{text} ({len(vals)}/{len(values)} runs)"
+    return (
+        text if len(vals) == len(values) else f"{text} ({len(vals)}/{len(values)} runs)"
+    )
 
 
-def time_to_target(seconds: Sequence[float], accuracies: Sequence[float], target: float) -> float | None:
+def time_to_target(
+    seconds: Sequence[float], accuracies: Sequence[float], target: float
+) -> float | None:
     """Training seconds summed over epochs up to the first whose accuracy reaches ``target`` (None if none does)."""
     total = 0.0
     for t, acc in zip(seconds, accuracies):
@@ -85,9 +101,14 @@ def time_to_target(seconds: Sequence[float], accuracies: Sequence[float], target
     return None
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str | None = None) -> list[str]:
+def table(
+    header: Sequence[str], rows: Sequence[Sequence[object]], align: str | None = None
+) -> list[str]:
     """A Markdown table; ``align`` is one character per column (``l`` or ``r``), default: first left, rest right."""
     align = align or "l" + "r" * (len(header) - 1)
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|",
+    ]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return lines

@@ -40,14 +40,24 @@ class SharedAdam(torch.optim.Adam):
     ``foreach=False`` keeps the per-parameter update, which modifies the state tensors in place.
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, foreach=False)
         for group in self.param_groups:
             for p in group["params"]:
                 state = self.state[p]
                 state["step"] = torch.zeros((), dtype=torch.float32)
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg"] = torch.zeros_like(
+                    p, memory_format=torch.preserve_format
+                )
+                state["exp_avg_sq"] = torch.zeros_like(
+                    p, memory_format=torch.preserve_format
+                )
                 for tensor in state.values():
                     tensor.share_memory_()
 
@@ -55,16 +65,19 @@ class SharedAdam(torch.optim.Adam):
 @dataclass
 class A3CConfig:
     """Settings shared by all workers (a plain dataclass: it is pickled into each spawned process)."""
+
     env_id: str = "CartPole-v1"
-    total_steps: int = 200_000        # environment steps of all workers together
-    n_steps: int = 20                 # steps per worker between two updates (t_max in the A3C paper)
+    total_steps: int = 200_000  # environment steps of all workers together
+    n_steps: int = 20  # steps per worker between two updates (t_max in the A3C paper)
     gamma: float = 0.99
     actor_lr: float = 1e-3
     critic_lr: float = 1e-3
     ent_coef: float = 0.01
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
-    lr_decay: bool = True             # both rates fall linearly to 0 with the *global* step counter
+    lr_decay: bool = (
+        True  # both rates fall linearly to 0 with the *global* step counter
+    )
     hidden: int = 64
     seed: int = 0
 
@@ -80,66 +93,108 @@ class _Counter:
         return self._lock
 
 
-def make_shared(cfg: A3CConfig, obs_dim: int, n_actions: int) -> tuple[rl.ActorCritic, SharedAdam]:
+def make_shared(
+    cfg: A3CConfig, obs_dim: int, n_actions: int
+) -> tuple[rl.ActorCritic, SharedAdam]:
     """The global model (parameters moved to shared memory) and its shared optimiser, seeded by ``cfg.seed``."""
     torch.manual_seed(cfg.seed)
     model = rl.ActorCritic(obs_dim, n_actions, hidden=cfg.hidden)
     model.share_memory()
-    optimizer = SharedAdam([{"params": model.actor.parameters(), "lr": cfg.actor_lr},
-                            {"params": model.critic.parameters(), "lr": cfg.critic_lr}])
+    optimizer = SharedAdam(
+        [
+            {"params": model.actor.parameters(), "lr": cfg.actor_lr},
+            {"params": model.critic.parameters(), "lr": cfg.critic_lr},
+        ]
+    )
     return model, optimizer
 
 
-def worker(rank: int, cfg: A3CConfig, global_model: rl.ActorCritic, optimizer: SharedAdam, counter, stop,
-           messages) -> None:
+def worker(
+    rank: int,
+    cfg: A3CConfig,
+    global_model: rl.ActorCritic,
+    optimizer: SharedAdam,
+    counter,
+    stop,
+    messages,
+) -> None:
     """One A3C worker: its own environment and local model, lock-free updates of the shared global model.
 
     ``counter`` (shared int with a lock) counts the environment steps of all workers; ``stop`` (an event) ends the
     loop early; ``messages`` (a queue) receives ``("ready" | "episode" | "done" | "error", rank, ...)`` tuples.
     """
     try:
-        torch.set_num_threads(1)                 # N workers on N cores: one thread each, no oversubscription
-        worker_seed = cfg.seed * 1_000 + rank    # different episodes and action samples in every worker
+        torch.set_num_threads(
+            1
+        )  # N workers on N cores: one thread each, no oversubscription
+        worker_seed = (
+            cfg.seed * 1_000 + rank
+        )  # different episodes and action samples in every worker
         torch.manual_seed(worker_seed)
         env = rl.make_env(cfg.env_id, seed=worker_seed)
-        local = rl.ActorCritic(global_model.actor[0].in_features, global_model.actor[-1].out_features,
-                               hidden=cfg.hidden)
+        local = rl.ActorCritic(
+            global_model.actor[0].in_features,
+            global_model.actor[-1].out_features,
+            hidden=cfg.hidden,
+        )
         base_lrs = [g["lr"] for g in optimizer.param_groups]
         obs, _ = env.reset()
         episode_return, updates, staleness = 0.0, 0, 0
-        step_count = next(iter(optimizer.state.values()))["step"]      # shared: global number of updates so far
+        step_count = next(iter(optimizer.state.values()))[
+            "step"
+        ]  # shared: global number of updates so far
         messages.put(("ready", rank, time.time()))
-        parent = mp.parent_process()              # None in a thread; the runner's process in a spawned worker
+        parent = (
+            mp.parent_process()
+        )  # None in a thread; the runner's process in a spawned worker
         while not stop.is_set() and counter.value < cfg.total_steps:
             if parent is not None and not parent.is_alive():
-                break                             # the runner died (e.g. a killed notebook kernel): do not linger
+                break  # the runner died (e.g. a killed notebook kernel): do not linger
             # 1. Fetch the current global parameters. Other workers keep changing them while we act: by the time
             #    our gradient arrives it may be a few updates old ("stale"), the price of not waiting.
             local.load_state_dict(global_model.state_dict())
             fetched_at = int(step_count)
             # 2. Act n_steps in our own environment with the local copy.
-            cols: dict[str, list] = {k: [] for k in ("obs", "act", "rew", "term", "trunc", "next")}
+            cols: dict[str, list] = {
+                k: [] for k in ("obs", "act", "rew", "term", "trunc", "next")
+            }
             with torch.no_grad():
                 for _ in range(cfg.n_steps):
                     o = torch.as_tensor(obs, dtype=torch.float32)
                     action = int(local.distribution(o.unsqueeze(0)).sample())
                     next_obs, reward, terminated, truncated, _ = env.step(action)
                     episode_return += float(reward)
-                    for k, v in zip(cols, (o, action, float(reward), terminated, truncated,
-                                           torch.as_tensor(next_obs, dtype=torch.float32))):
+                    for k, v in zip(
+                        cols,
+                        (
+                            o,
+                            action,
+                            float(reward),
+                            terminated,
+                            truncated,
+                            torch.as_tensor(next_obs, dtype=torch.float32),
+                        ),
+                    ):
                         cols[k].append(v)
                     obs = next_obs
                     if terminated or truncated:
                         with counter.get_lock():
                             step_now = counter.value + len(cols["rew"])
-                        messages.put(("episode", rank, step_now, episode_return, time.time()))
+                        messages.put(
+                            ("episode", rank, step_now, episode_return, time.time())
+                        )
                         episode_return = 0.0
                         obs, _ = env.reset()
             n = len(cols["rew"])
-            batch = a2c.Rollout(torch.stack(cols["obs"]).unsqueeze(1), torch.tensor(cols["act"]).unsqueeze(1),
-                                torch.tensor(cols["rew"]).unsqueeze(1), torch.tensor(cols["term"]).unsqueeze(1),
-                                torch.tensor(cols["trunc"]).unsqueeze(1), torch.stack(cols["next"]).unsqueeze(1),
-                                torch.ones(n, 1, dtype=torch.bool))
+            batch = a2c.Rollout(
+                torch.stack(cols["obs"]).unsqueeze(1),
+                torch.tensor(cols["act"]).unsqueeze(1),
+                torch.tensor(cols["rew"]).unsqueeze(1),
+                torch.tensor(cols["term"]).unsqueeze(1),
+                torch.tensor(cols["trunc"]).unsqueeze(1),
+                torch.stack(cols["next"]).unsqueeze(1),
+                torch.ones(n, 1, dtype=torch.bool),
+            )
             # 3. The same loss as A2C, on this worker's rollout; gradients land in the local model.
             loss, _ = a2c.a2c_loss(local, batch, cfg.gamma, cfg.ent_coef, cfg.vf_coef)
             local.zero_grad()
@@ -157,30 +212,39 @@ def worker(rank: int, cfg: A3CConfig, global_model: rl.ActorCritic, optimizer: S
             if cfg.lr_decay:
                 for group, lr in zip(optimizer.param_groups, base_lrs):
                     group["lr"] = lr * max(0.0, 1.0 - done_frac)
-            staleness += int(step_count) - fetched_at     # updates by other workers since our fetch
+            staleness += (
+                int(step_count) - fetched_at
+            )  # updates by other workers since our fetch
             optimizer.step()
             updates += 1
         env.close()
         messages.put(("done", rank, updates, staleness, time.time()))
-    except BaseException:  # report, never die silently: the runner would otherwise wait for this worker
+    except (
+        BaseException
+    ):  # report, never die silently: the runner would otherwise wait for this worker
         messages.put(("error", rank, traceback.format_exc(), time.time()))
 
 
 @dataclass
 class A3CResult:
     """One A3C run: the trained global model, which backend ran it, every episode and the timings."""
+
     model: rl.ActorCritic
-    backend: str                                   # "process" or "thread"
+    backend: str  # "process" or "thread"
     n_workers: int
     episode_steps: list[int] = field(default_factory=list)
     episode_returns: list[float] = field(default_factory=list)
     episode_workers: list[int] = field(default_factory=list)
-    episode_times: list[float] = field(default_factory=list)    # seconds after training started
-    startup_time: float = 0.0                      # seconds from start() until every worker said "ready"
-    wall_time: float = 0.0                         # seconds of training (after start-up, until stop or budget)
+    episode_times: list[float] = field(
+        default_factory=list
+    )  # seconds after training started
+    startup_time: float = 0.0  # seconds from start() until every worker said "ready"
+    wall_time: float = 0.0  # seconds of training (after start-up, until stop or budget)
     total_steps: int = 0
     updates: int = 0
-    mean_staleness: float = 0.0                    # average number of other workers' updates between fetch and push
+    mean_staleness: float = (
+        0.0  # average number of other workers' updates between fetch and push
+    )
     time_to_target: float | None = None
     steps_to_target: int | None = None
     fallback_reason: str | None = None
@@ -191,14 +255,18 @@ class A3CResult:
         return self.episode_steps, self.episode_returns
 
 
-def _start_processes(n_workers: int, args: tuple) -> tuple[list, object, object, object]:
+def _start_processes(
+    n_workers: int, args: tuple
+) -> tuple[list, object, object, object]:
     """Start ``n_workers`` processes with an explicit ``spawn`` context; returns handles, counter, stop, queue."""
     ctx = mp.get_context("spawn")
     counter, stop, messages = ctx.Value("l", 0), ctx.Event(), ctx.Queue()
     handles = []
     try:
         for rank in range(n_workers):
-            p = ctx.Process(target=worker, args=(rank, *args, counter, stop, messages), daemon=True)
+            p = ctx.Process(
+                target=worker, args=(rank, *args, counter, stop, messages), daemon=True
+            )
             p.start()
             handles.append(p)
     except BaseException:
@@ -212,20 +280,28 @@ def _start_threads(n_workers: int, args: tuple) -> tuple[list, object, object, o
     """The fallback: the same worker function in threads of this process (PyTorch releases the GIL inside its
     kernels, but these networks are so small that Python dominates: expect little or no parallel speed-up)."""
     counter, stop, messages = _Counter(), threading.Event(), queue_mod.Queue()
-    handles = [threading.Thread(target=worker, args=(rank, *args, counter, stop, messages), daemon=True)
-               for rank in range(n_workers)]
+    handles = [
+        threading.Thread(
+            target=worker, args=(rank, *args, counter, stop, messages), daemon=True
+        )
+        for rank in range(n_workers)
+    ]
     for t in handles:
         t.start()
     return handles, counter, stop, messages
 
 
-def _drain_until_ready(messages, n_workers: int, timeout_s: float, handles: list) -> tuple[list[str], list]:
+def _drain_until_ready(
+    messages, n_workers: int, timeout_s: float, handles: list
+) -> tuple[list[str], list]:
     """Wait for every worker's "ready"; return error tracebacks and the other messages that arrived meanwhile (a
     fast worker may finish episodes before a slow one is ready); raise ``TimeoutError`` after ``timeout_s``."""
     ready, errors, early, deadline = set(), [], [], time.time() + timeout_s
     while len(ready) + len(errors) < n_workers:
         if time.time() > deadline:
-            raise TimeoutError(f"only {len(ready)} of {n_workers} workers started within {timeout_s:.0f} s")
+            raise TimeoutError(
+                f"only {len(ready)} of {n_workers} workers started within {timeout_s:.0f} s"
+            )
         try:
             msg = messages.get(timeout=0.5)
         except queue_mod.Empty:
@@ -241,9 +317,19 @@ def _drain_until_ready(messages, n_workers: int, timeout_s: float, handles: list
     return errors, early
 
 
-def run_a3c(cfg: A3CConfig, n_workers: int, *, target: float | None = None, window: int = 20,
-            backend: str = "process", start_timeout_s: float = 120.0, timeout_s: float = 600.0,
-            join_timeout_s: float = 10.0, progress: bool = True, desc: str | None = None) -> A3CResult:
+def run_a3c(
+    cfg: A3CConfig,
+    n_workers: int,
+    *,
+    target: float | None = None,
+    window: int = 20,
+    backend: str = "process",
+    start_timeout_s: float = 120.0,
+    timeout_s: float = 600.0,
+    join_timeout_s: float = 10.0,
+    progress: bool = True,
+    desc: str | None = None,
+) -> A3CResult:
     """Train the global model with ``n_workers`` asynchronous workers until ``cfg.total_steps`` environment steps,
     or until the mean training return of the last ``window`` episodes (all workers) reaches ``target``.
 
@@ -265,7 +351,9 @@ def run_a3c(cfg: A3CConfig, n_workers: int, *, target: float | None = None, wind
     if backend == "process":
         try:
             handles, counter, stop, messages = _start_processes(n_workers, args)
-            errors, early = _drain_until_ready(messages, n_workers, start_timeout_s, handles)
+            errors, early = _drain_until_ready(
+                messages, n_workers, start_timeout_s, handles
+            )
             if errors:
                 raise RuntimeError("a worker failed while starting:\n" + errors[0])
         except Exception as exc:  # noqa: BLE001 -- any failure to start processes selects the fallback
@@ -274,26 +362,35 @@ def run_a3c(cfg: A3CConfig, n_workers: int, *, target: float | None = None, wind
                 p.join(join_timeout_s)
             result.fallback_reason = f"{type(exc).__name__}: {exc}".strip()
             result.backend = backend = "thread"
-            model, optimizer = make_shared(cfg, obs_dim, n_actions)    # fresh, untouched parameters
+            model, optimizer = make_shared(
+                cfg, obs_dim, n_actions
+            )  # fresh, untouched parameters
             args, result.model = (cfg, model, optimizer), model
             t_start = time.time()
     if backend == "thread":
         handles, counter, stop, messages = _start_threads(n_workers, args)
-        errors, early = _drain_until_ready(messages, n_workers, start_timeout_s, handles)
+        errors, early = _drain_until_ready(
+            messages, n_workers, start_timeout_s, handles
+        )
         if errors:
             stop.set()
             raise RuntimeError("an A3C worker failed:\n" + errors[0])
     t0 = time.time()
     result.startup_time = t0 - t_start
     done, errors, stale_sum = set(), [], 0
-    bar = tqdm(total=cfg.total_steps, desc=desc or f"A3C {n_workers} worker(s)", disable=not progress, leave=False)
+    bar = tqdm(
+        total=cfg.total_steps,
+        desc=desc or f"A3C {n_workers} worker(s)",
+        disable=not progress,
+        leave=False,
+    )
     shown = 0
     while len(done) + len(errors) < n_workers:
         if time.time() - t0 > timeout_s and not stop.is_set():
             result.timed_out = True
             stop.set()
         if time.time() - t0 > timeout_s + join_timeout_s:
-            break                                            # workers did not react to stop: give up on them
+            break  # workers did not react to stop: give up on them
         try:
             msg = early.pop(0) if early else messages.get(timeout=0.5)
         except queue_mod.Empty:
@@ -303,35 +400,51 @@ def run_a3c(cfg: A3CConfig, n_workers: int, *, target: float | None = None, wind
         kind, rank = msg[0], msg[1]
         if kind == "episode":
             _, _, step, ret, when = msg
-            result.episode_steps.append(step); result.episode_returns.append(ret)
-            result.episode_workers.append(rank); result.episode_times.append(when - t0)
-            bar.update(max(0, min(step, cfg.total_steps) - shown)); shown = max(shown, min(step, cfg.total_steps))
+            result.episode_steps.append(step)
+            result.episode_returns.append(ret)
+            result.episode_workers.append(rank)
+            result.episode_times.append(when - t0)
+            bar.update(max(0, min(step, cfg.total_steps) - shown))
+            shown = max(shown, min(step, cfg.total_steps))
             recent = result.episode_returns[-window:]
-            if target is not None and result.time_to_target is None and len(recent) == window \
-                    and np.mean(recent) >= target:
+            if (
+                target is not None
+                and result.time_to_target is None
+                and len(recent) == window
+                and np.mean(recent) >= target
+            ):
                 result.time_to_target, result.steps_to_target = when - t0, step
                 stop.set()
         elif kind == "done":
-            done.add(rank); result.updates += msg[2]; stale_sum += msg[3]
+            done.add(rank)
+            result.updates += msg[2]
+            stale_sum += msg[3]
         elif kind == "error":
-            errors.append(msg[2]); stop.set()
+            errors.append(msg[2])
+            stop.set()
     result.wall_time = time.time() - t0
     stop.set()
     bar.close()
     for h in handles:
         h.join(join_timeout_s)
-        if hasattr(h, "terminate") and h.is_alive():          # threads cannot be killed
+        if hasattr(h, "terminate") and h.is_alive():  # threads cannot be killed
             h.terminate()
             h.join(join_timeout_s)
     result.total_steps = int(counter.value)
     result.mean_staleness = stale_sum / max(result.updates, 1)
     if errors:
-        raise RuntimeError(f"an A3C worker failed ({result.backend} backend):\n" + errors[0])
+        raise RuntimeError(
+            f"an A3C worker failed ({result.backend} backend):\n" + errors[0]
+        )
     alive = [h for h in handles if h.is_alive()]
     if alive:
-        raise RuntimeError(f"{len(alive)} A3C worker(s) did not stop within {join_timeout_s} s")
+        raise RuntimeError(
+            f"{len(alive)} A3C worker(s) did not stop within {join_timeout_s} s"
+        )
     if len(done) < n_workers and not result.timed_out:
-        raise RuntimeError(f"only {len(done)} of {n_workers} A3C workers finished (did a process crash?)")
+        raise RuntimeError(
+            f"only {len(done)} of {n_workers} A3C workers finished (did a process crash?)"
+        )
     return result
 
 

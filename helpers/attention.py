@@ -22,19 +22,30 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "scaled_dot_product_attention", "causal_mask", "MultiHeadAttention", "sinusoidal_positional_encoding",
-    "PositionalEncoding", "EncoderBlock", "TransformerClassifier", "CharTransformerLM",
-    "copy_to_torch_mha", "copy_to_torch_encoder_layer", "hub_reachable",
+    "scaled_dot_product_attention",
+    "causal_mask",
+    "MultiHeadAttention",
+    "sinusoidal_positional_encoding",
+    "PositionalEncoding",
+    "EncoderBlock",
+    "TransformerClassifier",
+    "CharTransformerLM",
+    "copy_to_torch_mha",
+    "copy_to_torch_encoder_layer",
+    "hub_reachable",
 ]
 
 
-def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                                 mask: torch.Tensor | None = None,
-                                 dropout: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def scaled_dot_product_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    dropout: nn.Module | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``softmax(q k^T / sqrt(d)) v`` over the last two dimensions; returns ``(output, weights)``.
 
     ``q`` is ``(..., T_q, d)``, ``k`` is ``(..., T_k, d)``, ``v`` is ``(..., T_k, d_v)``. ``mask`` is boolean,
@@ -44,12 +55,14 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     for unit-variance inputs; without it the softmax saturates as ``d`` grows and gradients vanish.
     """
     d = q.shape[-1]
-    scores = q @ k.transpose(-2, -1) / math.sqrt(d)          # (..., T_q, T_k)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(d)  # (..., T_q, T_k)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = scores.softmax(dim=-1)
     if mask is not None:
-        weights = weights.nan_to_num(0.0)                    # a query with every key masked attends to nothing
+        weights = weights.nan_to_num(
+            0.0
+        )  # a query with every key masked attends to nothing
     attended = dropout(weights) if dropout is not None else weights
     return attended @ v, weights
 
@@ -72,35 +85,52 @@ class MultiHeadAttention(nn.Module):
     (see :func:`copy_to_torch_mha`).
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(
+        self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True
+    ):
         super().__init__()
         if d_model % n_heads != 0:
-            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+            raise ValueError(
+                f"d_model={d_model} must be divisible by n_heads={n_heads}"
+            )
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
         self.dropout = nn.Dropout(dropout)
-        self.last_attention: torch.Tensor | None = None      # (B, h, T_q, T_k), for plots
+        self.last_attention: torch.Tensor | None = None  # (B, h, T_q, T_k), for plots
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, d_model) -> (B, h, T, d_head): each head becomes a batch dimension."""
         b, t, _ = x.shape
         return x.view(b, t, self.n_heads, self.d_head).transpose(1, 2)
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor | None = None, value: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor | None = None,
+        value: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         key = query if key is None else key
         value = key if value is None else value
-        q, k, v = self._split(self.q_proj(query)), self._split(self.k_proj(key)), self._split(self.v_proj(value))
+        q, k, v = (
+            self._split(self.q_proj(query)),
+            self._split(self.k_proj(key)),
+            self._split(self.v_proj(value)),
+        )
         out, weights = scaled_dot_product_attention(q, k, v, mask, self.dropout)
         self.last_attention = weights.detach()
         b, _, t, _ = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(b, t, self.d_model))   # concatenate the heads
+        return self.out_proj(
+            out.transpose(1, 2).reshape(b, t, self.d_model)
+        )  # concatenate the heads
 
 
-def sinusoidal_positional_encoding(max_len: int, d_model: int, base: float = 10_000.0) -> torch.Tensor:
+def sinusoidal_positional_encoding(
+    max_len: int, d_model: int, base: float = 10_000.0
+) -> torch.Tensor:
     """The fixed ``(max_len, d_model)`` table of Vaswani et al. (2017): sines on even, cosines on odd columns.
 
     Column pair ``(2i, 2i+1)`` is a rotating 2-D vector with angular speed ``base^(-2i/d)``, from one turn
@@ -110,8 +140,10 @@ def sinusoidal_positional_encoding(max_len: int, d_model: int, base: float = 10_
     """
     if d_model % 2:
         raise ValueError(f"d_model must be even for sine/cosine pairs, got {d_model}")
-    position = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)          # (max_len, 1)
-    freq = base ** (-torch.arange(0, d_model, 2, dtype=torch.float32) / d_model)  # (d_model / 2,)
+    position = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)  # (max_len, 1)
+    freq = base ** (
+        -torch.arange(0, d_model, 2, dtype=torch.float32) / d_model
+    )  # (d_model / 2,)
     pe = torch.zeros(max_len, d_model)
     pe[:, 0::2] = torch.sin(position * freq)
     pe[:, 1::2] = torch.cos(position * freq)
@@ -123,11 +155,15 @@ class PositionalEncoding(nn.Module):
 
     def __init__(self, d_model: int, max_len: int = 1024):
         super().__init__()
-        self.register_buffer("pe", sinusoidal_positional_encoding(max_len, d_model), persistent=False)
+        self.register_buffer(
+            "pe", sinusoidal_positional_encoding(max_len, d_model), persistent=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] > self.pe.shape[0]:
-            raise ValueError(f"sequence of length {x.shape[1]} exceeds max_len={self.pe.shape[0]}")
+            raise ValueError(
+                f"sequence of length {x.shape[1]} exceeds max_len={self.pe.shape[0]}"
+            )
         return x + self.pe[: x.shape[1]]
 
 
@@ -140,16 +176,25 @@ class EncoderBlock(nn.Module):
     (see :func:`copy_to_torch_encoder_layer`).
     """
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, dropout: float = 0.0):
+    def __init__(
+        self, d_model: int, n_heads: int, d_ff: int | None = None, dropout: float = 0.0
+    ):
         super().__init__()
         d_ff = d_ff or 4 * d_model
         self.norm1 = nn.LayerNorm(d_model)
         self.attn = MultiHeadAttention(d_model, n_heads, dropout)
         self.norm2 = nn.LayerNorm(d_model)
-        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
+        self.ff = nn.Sequential(
+            nn.Linear(d_model, d_ff),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(d_ff, d_model),
+        )
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         x = x + self.dropout(self.attn(self.norm1(x), mask=mask))
         return x + self.dropout(self.ff(self.norm2(x)))
 
@@ -161,13 +206,28 @@ class TransformerClassifier(nn.Module):
     tokens ``(B, T)``. No mask: every step sees every other step, in one parallel pass.
     """
 
-    def __init__(self, input_dim: int, num_classes: int, d_model: int = 64, n_heads: int = 4, n_layers: int = 2,
-                 d_ff: int | None = None, dropout: float = 0.0, max_len: int = 1024, vocab_size: int | None = None):
+    def __init__(
+        self,
+        input_dim: int,
+        num_classes: int,
+        d_model: int = 64,
+        n_heads: int = 4,
+        n_layers: int = 2,
+        d_ff: int | None = None,
+        dropout: float = 0.0,
+        max_len: int = 1024,
+        vocab_size: int | None = None,
+    ):
         super().__init__()
-        self.embed: nn.Module = (nn.Embedding(vocab_size, d_model) if vocab_size is not None
-                                 else nn.Linear(input_dim, d_model))
+        self.embed: nn.Module = (
+            nn.Embedding(vocab_size, d_model)
+            if vocab_size is not None
+            else nn.Linear(input_dim, d_model)
+        )
         self.pos = PositionalEncoding(d_model, max_len)
-        self.blocks = nn.ModuleList(EncoderBlock(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(
+            EncoderBlock(d_model, n_heads, d_ff, dropout) for _ in range(n_layers)
+        )
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, num_classes)
 
@@ -192,26 +252,40 @@ class CharTransformerLM(nn.Module):
     Text is sampled with ``helpers.sequence.sample``, which feeds back the last ``block_size`` characters.
     """
 
-    def __init__(self, vocab_size: int, d_model: int = 128, n_heads: int = 4, n_layers: int = 2,
-                 block_size: int = 128, d_ff: int | None = None, dropout: float = 0.0):
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int = 128,
+        n_heads: int = 4,
+        n_layers: int = 2,
+        block_size: int = 128,
+        d_ff: int | None = None,
+        dropout: float = 0.0,
+    ):
         super().__init__()
-        self.block_size = block_size          # the context length; helpers.sequence.sample reads this name
+        self.block_size = (
+            block_size  # the context length; helpers.sequence.sample reads this name
+        )
         self.embed = nn.Embedding(vocab_size, d_model)
         # std 1/sqrt(d): scaled by sqrt(d) in forward the embedding is about as large as the positional code,
         # and the tied output layer starts with logits of unit variance (a near-uniform first guess).
-        nn.init.normal_(self.embed.weight, std=d_model ** -0.5)
+        nn.init.normal_(self.embed.weight, std=d_model**-0.5)
         self.pos = PositionalEncoding(d_model, block_size)
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(EncoderBlock(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(
+            EncoderBlock(d_model, n_heads, d_ff, dropout) for _ in range(n_layers)
+        )
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size, bias=False)
-        self.head.weight = self.embed.weight                 # weight tying
+        self.head.weight = self.embed.weight  # weight tying
         self.register_buffer("mask", causal_mask(block_size), persistent=False)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         t = idx.shape[1]
         if t > self.block_size:
-            raise ValueError(f"sequence of length {t} exceeds the context of {self.block_size}")
+            raise ValueError(
+                f"sequence of length {t} exceeds the context of {self.block_size}"
+            )
         h = self.drop(self.pos(self.embed(idx) * math.sqrt(self.embed.embedding_dim)))
         mask = self.mask[:t, :t]
         for block in self.blocks:
@@ -225,33 +299,50 @@ class CharTransformerLM(nn.Module):
 
 # --- bridges to PyTorch's own layers (for the numerical equivalence checks) ---------------------------
 
+
 @torch.no_grad()
-def copy_to_torch_mha(ours: MultiHeadAttention, theirs: nn.MultiheadAttention) -> nn.MultiheadAttention:
+def copy_to_torch_mha(
+    ours: MultiHeadAttention, theirs: nn.MultiheadAttention
+) -> nn.MultiheadAttention:
     """Copy our weights into ``nn.MultiheadAttention`` (which stores Q, K, V stacked in one matrix)."""
-    theirs.in_proj_weight.copy_(torch.cat([ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight]))
+    theirs.in_proj_weight.copy_(
+        torch.cat([ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight])
+    )
     theirs.out_proj.weight.copy_(ours.out_proj.weight)
     if theirs.in_proj_bias is not None:
-        theirs.in_proj_bias.copy_(torch.cat([ours.q_proj.bias, ours.k_proj.bias, ours.v_proj.bias]))
+        theirs.in_proj_bias.copy_(
+            torch.cat([ours.q_proj.bias, ours.k_proj.bias, ours.v_proj.bias])
+        )
         theirs.out_proj.bias.copy_(ours.out_proj.bias)
     return theirs
 
 
 @torch.no_grad()
-def copy_to_torch_encoder_layer(ours: EncoderBlock, theirs: nn.TransformerEncoderLayer) -> nn.TransformerEncoderLayer:
+def copy_to_torch_encoder_layer(
+    ours: EncoderBlock, theirs: nn.TransformerEncoderLayer
+) -> nn.TransformerEncoderLayer:
     """Copy an :class:`EncoderBlock` into ``nn.TransformerEncoderLayer(norm_first=True, activation="gelu")``."""
     copy_to_torch_mha(ours.attn, theirs.self_attn)
-    for mine, torch_layer in ((ours.norm1, theirs.norm1), (ours.norm2, theirs.norm2),
-                              (ours.ff[0], theirs.linear1), (ours.ff[3], theirs.linear2)):
+    for mine, torch_layer in (
+        (ours.norm1, theirs.norm1),
+        (ours.norm2, theirs.norm2),
+        (ours.ff[0], theirs.linear1),
+        (ours.ff[3], theirs.linear2),
+    ):
         torch_layer.load_state_dict(mine.state_dict())
     return theirs
 
 
-def hub_reachable(host: str = "huggingface.co", port: int = 443, timeout: float = 3.0) -> bool:
+def hub_reachable(
+    host: str = "huggingface.co", port: int = 443, timeout: float = 3.0
+) -> bool:
     """Can the Hugging Face hub be reached? Answers within about ``timeout`` seconds, even offline.
 
     ``from_pretrained`` on a machine without internet retries for half a minute and then raises; asking
     first lets a chapter fall back at once (and say so) instead of hanging.
     """
-    from .data import _reachable  # the same bounded TCP check the data loaders use before a download
+    from .data import (
+        _reachable,
+    )  # the same bounded TCP check the data loaders use before a download
 
     return _reachable(host, port, timeout)

@@ -30,7 +30,9 @@ def squash(s: torch.Tensor, dim: int = -1, eps: float = 1e-8) -> torch.Tensor:
     return sq_norm / (1.0 + sq_norm) * s / torch.sqrt(sq_norm + eps)
 
 
-def dynamic_routing(u_hat: torch.Tensor, iterations: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+def dynamic_routing(
+    u_hat: torch.Tensor, iterations: int = 3
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Routing by agreement (Procedure 1 of the paper).
 
     ``u_hat`` holds the predictions ``u_hat[b, i, j] = W_ij u_i`` of every input capsule ``i`` for every
@@ -43,7 +45,7 @@ def dynamic_routing(u_hat: torch.Tensor, iterations: int = 3) -> tuple[torch.Ten
         raise ValueError(f"routing needs at least one iteration, got {iterations}")
     logits = torch.zeros(u_hat.shape[:3], device=u_hat.device, dtype=u_hat.dtype)
     for r in range(iterations):
-        c = logits.softmax(dim=2)                         # each input capsule distributes over output capsules
+        c = logits.softmax(dim=2)  # each input capsule distributes over output capsules
         v = squash((c.unsqueeze(-1) * u_hat).sum(dim=1))  # (B, n_out, d_out)
         if r < iterations - 1:
             logits = logits + (u_hat * v.unsqueeze(1)).sum(dim=-1)
@@ -54,13 +56,20 @@ class PrimaryCaps(nn.Module):
     """A convolution whose ``channels * dim`` output maps are read as ``channels`` capsule types of ``dim``
     numbers at every position: ``32 x 6 x 6 = 1152`` capsules of 8-D for MNIST in the paper."""
 
-    def __init__(self, in_channels: int, channels: int = 32, dim: int = 8, kernel_size: int = 9, stride: int = 2):
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int = 32,
+        dim: int = 8,
+        kernel_size: int = 9,
+        stride: int = 2,
+    ):
         super().__init__()
         self.channels, self.dim = channels, dim
         self.conv = nn.Conv2d(in_channels, channels * dim, kernel_size, stride=stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv(x)                                   # (B, channels*dim, H, W)
+        out = self.conv(x)  # (B, channels*dim, H, W)
         b, _, h, w = out.shape
         out = out.view(b, self.channels, self.dim, h, w).permute(0, 1, 3, 4, 2)
         return squash(out.reshape(b, self.channels * h * w, self.dim))
@@ -70,7 +79,14 @@ class DigitCaps(nn.Module):
     """One ``out_dim`` capsule per class, computed from every input capsule by a learned pose matrix
     ``W_ij`` (``out_dim x in_dim``) and :func:`dynamic_routing`."""
 
-    def __init__(self, n_in: int, in_dim: int = 8, n_out: int = 10, out_dim: int = 16, iterations: int = 3):
+    def __init__(
+        self,
+        n_in: int,
+        in_dim: int = 8,
+        n_out: int = 10,
+        out_dim: int = 16,
+        iterations: int = 3,
+    ):
         super().__init__()
         self.iterations = iterations
         self.W = nn.Parameter(0.01 * torch.randn(n_in, n_out, out_dim, in_dim))
@@ -92,22 +108,41 @@ class CapsNet(nn.Module):
     ``forward`` returns the capsule lengths (class scores), the reconstruction and the digit capsules.
     """
 
-    def __init__(self, in_channels: int = 1, image_size: int = 28, num_classes: int = 10, conv_channels: int = 256,
-                 primary_channels: int = 32, primary_dim: int = 8, digit_dim: int = 16, routing_iterations: int = 3,
-                 decoder_hidden: Sequence[int] = (512, 1024)):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        image_size: int = 28,
+        num_classes: int = 10,
+        conv_channels: int = 256,
+        primary_channels: int = 32,
+        primary_dim: int = 8,
+        digit_dim: int = 16,
+        routing_iterations: int = 3,
+        decoder_hidden: Sequence[int] = (512, 1024),
+    ):
         super().__init__()
-        self.num_classes, self.image_shape = num_classes, (in_channels, image_size, image_size)
+        self.num_classes, self.image_shape = (
+            num_classes,
+            (in_channels, image_size, image_size),
+        )
         self.conv = nn.Sequential(nn.Conv2d(in_channels, conv_channels, 9), nn.ReLU())
         self.primary = PrimaryCaps(conv_channels, primary_channels, primary_dim)
         with torch.no_grad():
-            n_primary = self.primary(self.conv(torch.zeros(1, *self.image_shape))).shape[1]
-        self.digits = DigitCaps(n_primary, primary_dim, num_classes, digit_dim, routing_iterations)
+            n_primary = self.primary(
+                self.conv(torch.zeros(1, *self.image_shape))
+            ).shape[1]
+        self.digits = DigitCaps(
+            n_primary, primary_dim, num_classes, digit_dim, routing_iterations
+        )
         layers: list[nn.Module] = []
         width = num_classes * digit_dim
         for h in decoder_hidden:
             layers += [nn.Linear(width, h), nn.ReLU()]
             width = h
-        layers += [nn.Linear(width, in_channels * image_size * image_size), nn.Sigmoid()]
+        layers += [
+            nn.Linear(width, in_channels * image_size * image_size),
+            nn.Sigmoid(),
+        ]
         self.decoder = nn.Sequential(*layers)
 
     def capsules(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,8 +155,9 @@ class CapsNet(nn.Module):
         mask = F.one_hot(labels, self.num_classes).to(v.dtype).unsqueeze(-1)
         return self.decoder((v * mask).flatten(1)).view(-1, *self.image_shape)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Lengths (class scores), reconstruction (masked by ``labels`` in training, by the longest capsule
         otherwise) and the digit capsules."""
         v = self.capsules(x)
@@ -130,23 +166,34 @@ class CapsNet(nn.Module):
         return lengths, recon, v
 
 
-def margin_loss(lengths: torch.Tensor, targets: torch.Tensor, m_plus: float = 0.9, m_minus: float = 0.1,
-                lam: float = 0.5) -> torch.Tensor:
+def margin_loss(
+    lengths: torch.Tensor,
+    targets: torch.Tensor,
+    m_plus: float = 0.9,
+    m_minus: float = 0.1,
+    lam: float = 0.5,
+) -> torch.Tensor:
     """``L_k = T_k max(0, m+ - |v_k|)^2 + lam (1 - T_k) max(0, |v_k| - m-)^2``, summed over classes,
     averaged over the batch. A separate loss per class allows several digits in one image; ``lam`` stops
     the absent classes from shrinking every capsule early in training."""
     t = F.one_hot(targets, lengths.shape[1]).to(lengths.dtype)
-    loss = t * F.relu(m_plus - lengths) ** 2 + lam * (1 - t) * F.relu(lengths - m_minus) ** 2
+    loss = (
+        t * F.relu(m_plus - lengths) ** 2
+        + lam * (1 - t) * F.relu(lengths - m_minus) ** 2
+    )
     return loss.sum(dim=1).mean()
 
 
-def capsule_loss(lengths: torch.Tensor, recon: torch.Tensor, images: torch.Tensor, targets: torch.Tensor,
-                 recon_weight: float = 0.0005) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def capsule_loss(
+    lengths: torch.Tensor,
+    recon: torch.Tensor,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    recon_weight: float = 0.0005,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Margin loss plus ``recon_weight`` times the summed squared reconstruction error (the paper's 0.0005,
     small so that reconstruction regularises the capsules without dominating classification).
     Returns the total, the margin part and the reconstruction part."""
     margin = margin_loss(lengths, targets)
     recon_err = ((recon - images) ** 2).flatten(1).sum(dim=1).mean()
     return margin + recon_weight * recon_err, margin, recon_err
-
-

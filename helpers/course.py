@@ -43,6 +43,7 @@ LAB_TIMES_MD = ROOT / "benchmarks" / "results" / "lab_times.md"
 
 # --- the syllabus ------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Week:
     """One week of the course: its main topic, the chapters (notebook names) it is
@@ -92,8 +93,12 @@ def _week_cell(rows: Sequence[Mapping | None]) -> str:
     return text
 
 
-def _notes(runs: Sequence[Mapping], columns: Sequence[tuple[str, str]],
-           index: Mapping[tuple, Mapping], weeks: Sequence[Week]) -> list[str]:
+def _notes(
+    runs: Sequence[Mapping],
+    columns: Sequence[tuple[str, str]],
+    index: Mapping[tuple, Mapping],
+    weeks: Sequence[Week],
+) -> list[str]:
     """How each column was measured, what was stopped, failed or not measured."""
     notes = []
     for d, m in columns:
@@ -102,11 +107,16 @@ def _notes(runs: Sequence[Mapping], columns: Sequence[tuple[str, str]],
         what = str(jobs[0]) if len(jobs) == 1 else f"{jobs[0]} to {jobs[-1]}"
         shared = jobs[-1] > 1
         date = max(r["date"] for r in sel)
-        notes.append(f"{d}, {m} mode: measured {date} with {what} "
-                     f"notebook{'s' if shared else ''} at a time"
-                     + ("; other notebooks ran beside each one, so a notebook alone "
-                        "runs faster: read these times as upper bounds."
-                        if shared else "."))
+        notes.append(
+            f"{d}, {m} mode: measured {date} with {what} "
+            f"notebook{'s' if shared else ''} at a time"
+            + (
+                "; other notebooks ran beside each one, so a notebook alone "
+                "runs faster: read these times as upper bounds."
+                if shared
+                else "."
+            )
+        )
     stopped: dict[tuple[str, str], list[Mapping]] = {}
     for r in runs:
         if _stopped(r):
@@ -114,23 +124,36 @@ def _notes(runs: Sequence[Mapping], columns: Sequence[tuple[str, str]],
     for (d, m), sel in sorted(stopped.items()):
         limit = min(float(r["wall_s"]) for r in sel)
         names = ", ".join(sorted(r["notebook"] for r in sel))
-        notes.append(f"Unfinished: {d}, {m} mode: {names} did not finish within {limit:.0f} s "
-                     "(stopped at the run's deadline): a week with one of them takes "
-                     "longer than shown.")
+        notes.append(
+            f"Unfinished: {d}, {m} mode: {names} did not finish within {limit:.0f} s "
+            "(stopped at the run's deadline): a week with one of them takes "
+            "longer than shown."
+        )
     failed = [r for r in runs if not r["passed"] and not _stopped(r)]
     if failed:
-        notes.append("✗ failed a quality gate (the time is still its run time): "
-                     + "; ".join(f"{r['notebook']} ({r['device']}, {r['mode']} mode)"
-                                 for r in failed) + ".")
+        notes.append(
+            "✗ failed a quality gate (the time is still its run time): "
+            + "; ".join(
+                f"{r['notebook']} ({r['device']}, {r['mode']} mode)" for r in failed
+            )
+            + "."
+        )
     for d, m in columns:
-        missing = [n for w in weeks for n in (*w.chapters, *w.optional)
-                   if (d, m, n) not in index]
+        missing = [
+            n
+            for w in weeks
+            for n in (*w.chapters, *w.optional)
+            if (d, m, n) not in index
+        ]
         if missing:
             notes.append(f"— not measured on {d} in {m} mode: {', '.join(missing)}.")
-    notes.append("Measured devices: " + "; ".join(sorted({d for d, _ in columns}))
-                 + ". Any other machine (a student's laptop, Colab's GPUs) has not "
-                 "been measured: time one week's notebooks there before relying on "
-                 "these numbers.")
+    notes.append(
+        "Measured devices: "
+        + "; ".join(sorted({d for d, _ in columns}))
+        + ". Any other machine (a student's laptop, Colab's GPUs) has not "
+        "been measured: time one week's notebooks there before relying on "
+        "these numbers."
+    )
     return notes
 
 
@@ -144,8 +167,9 @@ def lab_times_markdown(devices: Mapping, weeks: Sequence[Week] = WEEKS) -> str:
     not measured; all of it is read from ``devices``, nothing is typed.
     """
     runs = [r for r in devices.get("runs", []) if r.get("seed", 0) == 0]
-    columns = sorted({(r["device"], r["mode"]) for r in runs},
-                     key=lambda c: (c[0], c[1] != "quick"))
+    columns = sorted(
+        {(r["device"], r["mode"]) for r in runs}, key=lambda c: (c[0], c[1] != "quick")
+    )
     index = {(r["device"], r["mode"], r["notebook"]): r for r in runs}
 
     def cells(names: Sequence[str]) -> list[str]:
@@ -155,22 +179,31 @@ def lab_times_markdown(devices: Mapping, weeks: Sequence[Week] = WEEKS) -> str:
     rows = []
     for week in weeks:
         rows.append([str(week.number), ", ".join(week.chapters), *cells(week.chapters)])
-        rows += [[f"{week.number} (optional)", name, *cells([name])]
-                 for name in week.optional]
+        rows += [
+            [f"{week.number} (optional)", name, *cells([name])]
+            for name in week.optional
+        ]
     main = [n for w in weeks for n in w.chapters]
     rows.append(["**all weeks**", "main chapters", *cells(main)])
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join([":---", ":---"] + ["---:"] * len(columns)) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join([":---", ":---"] + ["---:"] * len(columns)) + "|",
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    lines += ["", "A week's lab time is the wall time of its notebooks run one after "
-              "the other (the sum of their times with `SEED = 0` in the device matrix, "
-              "`benchmarks/results/devices.json`).", ""]
+    lines += [
+        "",
+        "A week's lab time is the wall time of its notebooks run one after "
+        "the other (the sum of their times with `SEED = 0` in the device matrix, "
+        "`benchmarks/results/devices.json`).",
+        "",
+    ]
     lines += [f"- {n}" for n in _notes(runs, columns, index, weeks)]
     return "\n".join(lines) + "\n"
 
 
-def write_lab_times(devices_json: Path = DEVICES_JSON,
-                    out: Path = LAB_TIMES_MD) -> Path:
+def write_lab_times(
+    devices_json: Path = DEVICES_JSON, out: Path = LAB_TIMES_MD
+) -> Path:
     """Rewrite the lab-time table from the device matrix (``benchmarks.pages`` does
     it too, whenever the matrix is re-run)."""
     out = Path(out)
@@ -181,14 +214,18 @@ def write_lab_times(devices_json: Path = DEVICES_JSON,
 
 # --- the assignments' own checkers -------------------------------------------------
 
+
 def _linear_backward(fn: Callable) -> Iterator[Case]:
     """fn(x (B, I), W (O, I), grad_out (B, O)) -> (grad_x, grad_W, grad_b) of the layer
     y = x W^T + b."""
-    hint = ("dL/dx = grad_out @ W, dL/dW = grad_out^T @ x, dL/db = grad_out summed "
-            "over the batch (a sum, not a mean: every example adds to the loss)")
+    hint = (
+        "dL/dx = grad_out @ W, dL/dW = grad_out^T @ x, dL/db = grad_out summed "
+        "over the batch (a sum, not a mean: every example adds to the loss)"
+    )
 
-    def case(what: str, x: torch.Tensor, w: torch.Tensor,
-             grad_out: torch.Tensor) -> str | None:
+    def case(
+        what: str, x: torch.Tensor, w: torch.Tensor, grad_out: torch.Tensor
+    ) -> str | None:
         xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
         br = torch.zeros(w.shape[0], requires_grad=True)
         (xr @ wr.T + br).backward(grad_out)
@@ -196,8 +233,9 @@ def _linear_backward(fn: Callable) -> Iterator[Case]:
             got = fn(x.clone(), w.clone(), grad_out.clone())
         if not isinstance(got, (tuple, list)) or len(got) != 3:
             return f"{what}: return (grad_x, grad_W, grad_b), got {got!r:.60}"
-        for value, want, name in zip(got, (xr.grad, wr.grad, br.grad),
-                                     ("grad_x", "grad_W", "grad_b")):
+        for value, want, name in zip(
+            got, (xr.grad, wr.grad, br.grad), ("grad_x", "grad_W", "grad_b")
+        ):
             message = _close(value, want, f"{what}: {name}")
             if message:
                 return f"{message} ({hint})"
@@ -222,8 +260,10 @@ def _sinusoidal(max_len: int, d_model: int) -> torch.Tensor:
 def _positional_encoding(fn: Callable) -> Iterator[Case]:
     """fn(max_len, d_model) -> the (max_len, d_model) sinusoidal table of Vaswani et
     al. (2017)."""
-    hint = ("PE[pos, 2i] = sin(pos / 10000^(2i / d_model)), PE[pos, 2i + 1] = "
-            "cos(same): sines in the even columns, cosines in the odd ones")
+    hint = (
+        "PE[pos, 2i] = sin(pos / 10000^(2i / d_model)), PE[pos, 2i + 1] = "
+        "cos(same): sines in the even columns, cosines in the odd ones"
+    )
 
     def case(max_len: int, d_model: int) -> str | None:
         want = _sinusoidal(max_len, d_model)
@@ -234,8 +274,10 @@ def _positional_encoding(fn: Callable) -> Iterator[Case]:
             return None
         halves = torch.cat([want[:, 0::2], want[:, 1::2]], dim=1)
         if _close(got, halves, "", atol=1e-4) is None:
-            return (f"{what}: you put all the sines first, then all the cosines; "
-                    f"interleave them ({hint})")
+            return (
+                f"{what}: you put all the sines first, then all the cosines; "
+                f"interleave them ({hint})"
+            )
         return f"{message} ({hint})"
 
     for max_len, d_model in ((4, 2), (10, 8), (50, 16), (128, 64)):
@@ -245,15 +287,19 @@ def _positional_encoding(fn: Callable) -> Iterator[Case]:
 def _discriminator_loss(fn: Callable) -> Iterator[Case]:
     """fn(real_logits (N,), fake_logits (M,), real_label=1.0) -> BCE(real, real_label)
     + BCE(fake, 0), each a mean over its batch, from logits."""
-    hint = ("the sum of two means: the binary cross-entropy of the real logits against "
-            "real_label and of the fake logits against 0, computed from logits (e.g. "
-            "F.binary_cross_entropy_with_logits), not from sigmoid() then log()")
+    hint = (
+        "the sum of two means: the binary cross-entropy of the real logits against "
+        "real_label and of the fake logits against 0, computed from logits (e.g. "
+        "F.binary_cross_entropy_with_logits), not from sigmoid() then log()"
+    )
 
-    def case(what: str, real: torch.Tensor, fake: torch.Tensor,
-             label: float) -> str | None:
-        want = (F.binary_cross_entropy_with_logits(real, torch.full_like(real, label))
-                + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
-        if label == 1.0:          # the default value of real_label
+    def case(
+        what: str, real: torch.Tensor, fake: torch.Tensor, label: float
+    ) -> str | None:
+        want = F.binary_cross_entropy_with_logits(
+            real, torch.full_like(real, label)
+        ) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+        if label == 1.0:  # the default value of real_label
             got = fn(real.clone(), fake.clone())
         else:
             got = fn(real.clone(), fake.clone(), label)
@@ -265,20 +311,36 @@ def _discriminator_loss(fn: Callable) -> Iterator[Case]:
         return f"{message} ({hint})" if message else None
 
     g = _gen(22)
-    yield partial(case, "5 real and 5 fake logits, real_label=1 (the default)",
-                  torch.randn(5, generator=g), torch.randn(5, generator=g), 1.0)
-    yield partial(case, "4 real and 6 fake logits, label smoothing real_label=0.9",
-                  torch.randn(4, generator=g), torch.randn(6, generator=g), 0.9)
-    yield partial(case, "confident logits of +-100 (numerical stability)",
-                  torch.tensor([100.0, -100.0, 30.0]), torch.tensor([-100.0, 100.0]),
-                  1.0)
+    yield partial(
+        case,
+        "5 real and 5 fake logits, real_label=1 (the default)",
+        torch.randn(5, generator=g),
+        torch.randn(5, generator=g),
+        1.0,
+    )
+    yield partial(
+        case,
+        "4 real and 6 fake logits, label smoothing real_label=0.9",
+        torch.randn(4, generator=g),
+        torch.randn(6, generator=g),
+        0.9,
+    )
+    yield partial(
+        case,
+        "confident logits of +-100 (numerical stability)",
+        torch.tensor([100.0, -100.0, 30.0]),
+        torch.tensor([-100.0, 100.0]),
+        1.0,
+    )
 
 
 def _policy_gradient_loss(fn: Callable) -> Iterator[Case]:
     """fn(log_probs (T,), advantages (T,)) -> -mean(log_probs * advantages), with no
     gradient flowing into the advantages."""
-    hint = ("loss = -mean(log pi(a_t | s_t) * A_t): minimising it makes actions with a "
-            "positive advantage more likely")
+    hint = (
+        "loss = -mean(log pi(a_t | s_t) * A_t): minimising it makes actions with a "
+        "positive advantage more likely"
+    )
 
     def value_case(what: str, logp: torch.Tensor, adv: torch.Tensor) -> str | None:
         got = fn(logp.clone(), adv.clone())
@@ -293,20 +355,32 @@ def _policy_gradient_loss(fn: Callable) -> Iterator[Case]:
         adv = torch.tensor([1.0, -0.5, 2.0, 0.25], requires_grad=True)
         got = fn(logp, adv * 1.0)
         if not torch.is_tensor(got) or not got.requires_grad:
-            return (f"{what}: the loss must be differentiable with respect to the "
-                    "log-probabilities (do not detach them, do not call .item())")
+            return (
+                f"{what}: the loss must be differentiable with respect to the "
+                "log-probabilities (do not detach them, do not call .item())"
+            )
         got.backward()
         if adv.grad is not None and adv.grad.abs().sum() > 0:
-            return (f"{what}: your loss sends gradient into the advantages; .detach() "
-                    "them (the critic is trained by its own loss, not the policy's)")
+            return (
+                f"{what}: your loss sends gradient into the advantages; .detach() "
+                "them (the critic is trained by its own loss, not the policy's)"
+            )
         message = _close(logp.grad, -adv.detach() / 4, f"{what}: d loss / d log_probs")
         return f"{message} ({hint})" if message else None
 
     g = _gen(23)
-    yield partial(value_case, "5 steps, mixed advantages",
-                  -torch.rand(5, generator=g) * 3, torch.randn(5, generator=g))
-    yield partial(value_case, "a single step with a negative advantage",
-                  torch.tensor([-0.3]), torch.tensor([-2.0]))
+    yield partial(
+        value_case,
+        "5 steps, mixed advantages",
+        -torch.rand(5, generator=g) * 3,
+        torch.randn(5, generator=g),
+    )
+    yield partial(
+        value_case,
+        "a single step with a negative advantage",
+        torch.tensor([-0.3]),
+        torch.tensor([-2.0]),
+    )
     yield gradient_case
 
 
@@ -338,14 +412,17 @@ def check(exercise: str, fn: Callable) -> bool:
 # --- the starter notebooks ---------------------------------------------------------
 
 CELL_MARK = re.compile(r"^# %%(?P<markdown> \[markdown\])?[ \t]*$")
-COLAB_CELL = "\n".join([
-    "# Colab only: install the book's helpers from its repository (does nothing "
-    "elsewhere).",
-    "import sys",
-    'REPO_URL = "{url}"  # the repository in the book\'s _config.yml',
-    'if "google.colab" in sys.modules:',
-    '    %pip install -q "git+{{REPO_URL}}"',
-    ""])
+COLAB_CELL = "\n".join(
+    [
+        "# Colab only: install the book's helpers from its repository (does nothing "
+        "elsewhere).",
+        "import sys",
+        'REPO_URL = "{url}"  # the repository in the book\'s _config.yml',
+        'if "google.colab" in sys.modules:',
+        '    %pip install -q "git+{{REPO_URL}}"',
+        "",
+    ]
+)
 
 
 def repo_url(config: Path = ROOT / "_config.yml") -> str:
@@ -372,8 +449,11 @@ def script_cells(text: str) -> list[tuple[str, str]]:
             if kind == "markdown":
                 line = line[2:] if line.startswith("# ") else line.lstrip("#")
             lines.append(line)
-    return [(kind, "\n".join(lines).strip("\n")) for kind, lines in cells
-            if "\n".join(lines).strip()]
+    return [
+        (kind, "\n".join(lines).strip("\n"))
+        for kind, lines in cells
+        if "\n".join(lines).strip()
+    ]
 
 
 def starter_notebook(script: Path, url: str | None = None) -> dict:
@@ -386,25 +466,48 @@ def starter_notebook(script: Path, url: str | None = None) -> dict:
     cells = []
     text = script.read_text(encoding="utf-8")
     for i, (kind, source) in enumerate(script_cells(text)):
-        cell = {"cell_type": kind, "id": f"{script.stem}-{i}", "metadata": {},
-                "source": source.splitlines(keepends=True)}
+        cell = {
+            "cell_type": kind,
+            "id": f"{script.stem}-{i}",
+            "metadata": {},
+            "source": source.splitlines(keepends=True),
+        }
         if kind == "code":
             cell.update(execution_count=None, outputs=[])
         cells.append(cell)
     install = COLAB_CELL.format(url=url or repo_url())
-    cells.insert(1, {"cell_type": "code", "id": f"{script.stem}-colab",
-                     "execution_count": None, "metadata": {"tags": ["hide-cell"]},
-                     "outputs": [], "source": install.splitlines(keepends=True)})
+    cells.insert(
+        1,
+        {
+            "cell_type": "code",
+            "id": f"{script.stem}-colab",
+            "execution_count": None,
+            "metadata": {"tags": ["hide-cell"]},
+            "outputs": [],
+            "source": install.splitlines(keepends=True),
+        },
+    )
     kernel = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    dlbook = {"edition": "student", "chapter": f"course/{script.stem}",
-              "exercises": find_exercises(cells)}
-    return {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
-            "metadata": {"kernelspec": kernel, "language_info": {"name": "python"},
-                         "dlbook": dlbook}}
+    dlbook = {
+        "edition": "student",
+        "chapter": f"course/{script.stem}",
+        "exercises": find_exercises(cells),
+    }
+    return {
+        "cells": cells,
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {
+            "kernelspec": kernel,
+            "language_info": {"name": "python"},
+            "dlbook": dlbook,
+        },
+    }
 
 
-def write_starters(out_dir: Path, url: str | None = None,
-                   scripts: Sequence[Path] | None = None) -> list[Path]:
+def write_starters(
+    out_dir: Path, url: str | None = None, scripts: Sequence[Path] | None = None
+) -> list[Path]:
     """Write every assignment's starter notebook into ``out_dir``; return the paths."""
     scripts = sorted(scripts or STARTERS.glob("assignment*.py"))
     if not scripts:
@@ -423,12 +526,16 @@ def write_starters(out_dir: Path, url: str | None = None,
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m helpers course",
-        description="The course kit: starter notebooks, and the lab time per week.")
+        description="The course kit: starter notebooks, and the lab time per week.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     starters = sub.add_parser("starters", help="write the assignments' starters")
     starters.add_argument("out_dir", type=Path, help="e.g. _build/course")
-    starters.add_argument("--repo-url", help="the repository the Colab cell installs "
-                          "from (default: the one in _config.yml)")
+    starters.add_argument(
+        "--repo-url",
+        help="the repository the Colab cell installs "
+        "from (default: the one in _config.yml)",
+    )
     lab = sub.add_parser("lab-times", help="rewrite the lab times from the matrix")
     lab.add_argument("--devices", type=Path, default=DEVICES_JSON)
     lab.add_argument("--out", type=Path, default=LAB_TIMES_MD)

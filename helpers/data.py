@@ -38,10 +38,30 @@ FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 
 #: Size of each official training split: a chapter compares against it to know whether it runs on
 #: the full data (full-data quality gates) or on a subset such as the offline MNIST copy.
@@ -49,20 +69,45 @@ FULL_TRAIN_SIZE = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000}
 
 _SPECS = {
     "mnist": dict(
-        title="MNIST", tv_dir="MNIST", npz="mnist.npz", classes=MNIST_CLASSES,
-        mean=MNIST_MEAN, std=MNIST_STD, host=("ossci-datasets.s3.amazonaws.com", 443),
-        tv_files=("MNIST/raw/train-images-idx3-ubyte", "MNIST/raw/train-labels-idx1-ubyte",
-                  "MNIST/raw/t10k-images-idx3-ubyte", "MNIST/raw/t10k-labels-idx1-ubyte")),
+        title="MNIST",
+        tv_dir="MNIST",
+        npz="mnist.npz",
+        classes=MNIST_CLASSES,
+        mean=MNIST_MEAN,
+        std=MNIST_STD,
+        host=("ossci-datasets.s3.amazonaws.com", 443),
+        tv_files=(
+            "MNIST/raw/train-images-idx3-ubyte",
+            "MNIST/raw/train-labels-idx1-ubyte",
+            "MNIST/raw/t10k-images-idx3-ubyte",
+            "MNIST/raw/t10k-labels-idx1-ubyte",
+        ),
+    ),
     "fashion_mnist": dict(
-        title="Fashion-MNIST", tv_dir="FashionMNIST", npz="fashion_mnist.npz",
-        classes=FASHION_MNIST_CLASSES, mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD,
+        title="Fashion-MNIST",
+        tv_dir="FashionMNIST",
+        npz="fashion_mnist.npz",
+        classes=FASHION_MNIST_CLASSES,
+        mean=FASHION_MNIST_MEAN,
+        std=FASHION_MNIST_STD,
         host=("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80),
-        tv_files=("FashionMNIST/raw/train-images-idx3-ubyte", "FashionMNIST/raw/train-labels-idx1-ubyte",
-                  "FashionMNIST/raw/t10k-images-idx3-ubyte", "FashionMNIST/raw/t10k-labels-idx1-ubyte")),
+        tv_files=(
+            "FashionMNIST/raw/train-images-idx3-ubyte",
+            "FashionMNIST/raw/train-labels-idx1-ubyte",
+            "FashionMNIST/raw/t10k-images-idx3-ubyte",
+            "FashionMNIST/raw/t10k-labels-idx1-ubyte",
+        ),
+    ),
     "cifar10": dict(
-        title="CIFAR-10", tv_dir="cifar-10-batches-py", npz="cifar10_jpeg.npz", classes=CIFAR10_CLASSES,
-        mean=CIFAR10_MEAN, std=CIFAR10_STD, host=("www.cs.toronto.edu", 443),
-        tv_files=("cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch")),
+        title="CIFAR-10",
+        tv_dir="cifar-10-batches-py",
+        npz="cifar10_jpeg.npz",
+        classes=CIFAR10_CLASSES,
+        mean=CIFAR10_MEAN,
+        std=CIFAR10_STD,
+        host=("www.cs.toronto.edu", 443),
+        tv_files=("cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch"),
+    ),
 }
 
 
@@ -76,7 +121,11 @@ def data_dirs() -> list[Path]:
 
     Several folders let one setting serve every data set from wherever it is kept, complete copies first.
     """
-    parts = [p.strip() for p in os.environ.get("DLBOOK_DATA", "").split(os.pathsep) if p.strip()]
+    parts = [
+        p.strip()
+        for p in os.environ.get("DLBOOK_DATA", "").split(os.pathsep)
+        if p.strip()
+    ]
     if not parts:
         return [Path.home() / ".cache" / "dlbook" / "data"]
     return [Path(p).expanduser().resolve() for p in parts]
@@ -94,21 +143,37 @@ class ImageArrayDataset(Dataset):
     padding fills with black as in the original papers. ``source`` says where the data came from.
     """
 
-    def __init__(self, images: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor | Sequence[int],
-                 mean: Sequence[float], std: Sequence[float], *, classes: Sequence[str] = (),
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None, source: str = "arrays"):
+    def __init__(
+        self,
+        images: np.ndarray | torch.Tensor,
+        labels: np.ndarray | torch.Tensor | Sequence[int],
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        classes: Sequence[str] = (),
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        source: str = "arrays",
+    ):
         images = torch.as_tensor(np.asarray(images))
         if images.dtype != torch.uint8:
             raise ValueError(f"images must be uint8 (0..255), got {images.dtype}")
-        if images.ndim == 3:                      # (N, H, W): grey-scale
+        if images.ndim == 3:  # (N, H, W): grey-scale
             images = images.unsqueeze(1)
-        elif images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
-            images = images.permute(0, 3, 1, 2)   # (N, H, W, C) -> (N, C, H, W)
+        elif (
+            images.ndim == 4
+            and images.shape[-1] in (1, 3)
+            and images.shape[1] not in (1, 3)
+        ):
+            images = images.permute(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
         if images.ndim != 4 or images.shape[1] != len(mean):
-            raise ValueError(f"images of shape {tuple(images.shape)} do not match {len(mean)} channel(s)")
+            raise ValueError(
+                f"images of shape {tuple(images.shape)} do not match {len(mean)} channel(s)"
+            )
         labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
         if labels.shape != (images.shape[0],):
-            raise ValueError(f"{images.shape[0]} images but labels of shape {tuple(labels.shape)}")
+            raise ValueError(
+                f"{images.shape[0]} images but labels of shape {tuple(labels.shape)}"
+            )
         self.images = images.contiguous()
         self.labels = labels
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
@@ -136,8 +201,13 @@ class ImageArrayDataset(Dataset):
         return (x.cpu() * self.std + self.mean).clamp(0, 1)
 
 
-def load_dataset(name: str, train: bool = True, *, augment: bool = False,
-                 root: str | Path | None = None) -> ImageArrayDataset:
+def load_dataset(
+    name: str,
+    train: bool = True,
+    *,
+    augment: bool = False,
+    root: str | Path | None = None,
+) -> ImageArrayDataset:
     """Load ``"mnist"``, ``"fashion_mnist"`` or ``"cifar10"`` (train or test split) as an :class:`ImageArrayDataset`.
 
     ``augment=True`` adds the standard augmentation of the training split: random crops with 4 pixels
@@ -149,22 +219,34 @@ def load_dataset(name: str, train: bool = True, *, augment: bool = False,
     folders = [Path(root).expanduser().resolve()] if root is not None else data_dirs()
     images, labels, source = _load_arrays(name, spec, folders, train)
     transform = _augmentation(name) if augment else None
-    return ImageArrayDataset(images, labels, spec["mean"], spec["std"], classes=spec["classes"],
-                             transform=transform, source=source)
+    return ImageArrayDataset(
+        images,
+        labels,
+        spec["mean"],
+        spec["std"],
+        classes=spec["classes"],
+        transform=transform,
+        source=source,
+    )
 
 
-def load_mnist(train: bool = True, *, augment: bool = False, root: str | Path | None = None) -> ImageArrayDataset:
+def load_mnist(
+    train: bool = True, *, augment: bool = False, root: str | Path | None = None
+) -> ImageArrayDataset:
     """MNIST handwritten digits, 28x28 grey-scale. See :func:`load_dataset`."""
     return load_dataset("mnist", train, augment=augment, root=root)
 
 
-def load_fashion_mnist(train: bool = True, *, augment: bool = False,
-                       root: str | Path | None = None) -> ImageArrayDataset:
+def load_fashion_mnist(
+    train: bool = True, *, augment: bool = False, root: str | Path | None = None
+) -> ImageArrayDataset:
     """Fashion-MNIST clothing images, 28x28 grey-scale. See :func:`load_dataset`."""
     return load_dataset("fashion_mnist", train, augment=augment, root=root)
 
 
-def load_cifar10(train: bool = True, *, augment: bool = False, root: str | Path | None = None) -> ImageArrayDataset:
+def load_cifar10(
+    train: bool = True, *, augment: bool = False, root: str | Path | None = None
+) -> ImageArrayDataset:
     """CIFAR-10 colour images, 32x32x3. See :func:`load_dataset`."""
     return load_dataset("cifar10", train, augment=augment, root=root)
 
@@ -174,49 +256,74 @@ def is_full_data(name: str, train_set: Dataset) -> bool:
     return len(train_set) >= FULL_TRAIN_SIZE[name]
 
 
-def _load_arrays(name: str, spec: dict, folders: list[Path], train: bool) -> tuple[np.ndarray, np.ndarray, str]:
-    for folder in folders:      # the first folder that holds the data set wins; in it, torchvision's files first
+def _load_arrays(
+    name: str, spec: dict, folders: list[Path], train: bool
+) -> tuple[np.ndarray, np.ndarray, str]:
+    for folder in folders:  # the first folder that holds the data set wins; in it, torchvision's files first
         if all((folder / f).exists() for f in spec["tv_files"]):
-            return _from_torchvision(name, folder, train, download=False) + (f"torchvision files in {folder}",)
+            return _from_torchvision(name, folder, train, download=False) + (
+                f"torchvision files in {folder}",
+            )
         npz = folder / spec["npz"]
         if npz.exists():
             with np.load(npz) as archive:
                 split = "train" if train else "test"
-                return archive[f"x_{split}"], archive[f"y_{split}"], f"offline copy {npz}"
+                return (
+                    archive[f"x_{split}"],
+                    archive[f"y_{split}"],
+                    f"offline copy {npz}",
+                )
     folder = folders[0]
     if not _reachable(*spec["host"]):
         raise DataNotFoundError(_missing_message(spec, folders)) from None
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        return _from_torchvision(name, folder, train, download=True) + (f"torchvision download into {folder}",)
+        return _from_torchvision(name, folder, train, download=True) + (
+            f"torchvision download into {folder}",
+        )
     except Exception as err:  # network dropped mid-way, disk full, mirror gone, ...
-        raise DataNotFoundError(f"downloading {spec['title']} failed ({err}).\n"
-                                + _missing_message(spec, folders)) from None
+        raise DataNotFoundError(
+            f"downloading {spec['title']} failed ({err}).\n"
+            + _missing_message(spec, folders)
+        ) from None
 
 
-def _from_torchvision(name: str, folder: Path, train: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:
+def _from_torchvision(
+    name: str, folder: Path, train: bool, download: bool
+) -> tuple[np.ndarray, np.ndarray]:
     from torchvision import datasets
 
-    cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST, "cifar10": datasets.CIFAR10}[name]
+    cls = {
+        "mnist": datasets.MNIST,
+        "fashion_mnist": datasets.FashionMNIST,
+        "cifar10": datasets.CIFAR10,
+    }[name]
     ds = cls(str(folder), train=train, download=download)
     return np.asarray(ds.data), np.asarray(ds.targets)
 
 
 def _missing_message(spec: dict, folders: list[Path]) -> str:
     env = os.environ.get("DLBOOK_DATA")
-    where = f"DLBOOK_DATA={env}" if env else "DLBOOK_DATA is not set, so the default folder was used"
+    where = (
+        f"DLBOOK_DATA={env}"
+        if env
+        else "DLBOOK_DATA is not set, so the default folder was used"
+    )
     tv = ", ".join(spec["tv_files"])
-    return (f"{spec['title']} is not in {os.pathsep.join(map(str, folders))} ({where}) and cannot be downloaded: "
-            f"no network.\n"
-            f"Fix: set the environment variable DLBOOK_DATA to a folder (or several, separated by "
-            f"'{os.pathsep}') that holds either\n"
-            f"  - torchvision's files: {tv}, or\n"
-            f"  - {spec['npz']} with uint8 arrays x_train, y_train, x_test, y_test;\n"
-            f"or run once with internet access so torchvision can download it.")
+    return (
+        f"{spec['title']} is not in {os.pathsep.join(map(str, folders))} ({where}) and cannot be downloaded: "
+        f"no network.\n"
+        f"Fix: set the environment variable DLBOOK_DATA to a folder (or several, separated by "
+        f"'{os.pathsep}') that holds either\n"
+        f"  - torchvision's files: {tv}, or\n"
+        f"  - {spec['npz']} with uint8 arrays x_train, y_train, x_test, y_test;\n"
+        f"or run once with internet access so torchvision can download it."
+    )
 
 
 def _reachable(host: str, port: int, timeout: float = 3.0) -> bool:
     """Can we open a TCP connection to ``host``? Bounded in time even when DNS itself hangs."""
+
     def connect() -> bool:
         with socket.create_connection((host, port), timeout=timeout):
             return True
@@ -242,7 +349,10 @@ def _augmentation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 # --- splitting and batching ------------------------------------------------------------------------
 
-def load_train_test(name: str = "mnist", *, verbose: bool = True) -> tuple[ImageArrayDataset, ImageArrayDataset, bool]:
+
+def load_train_test(
+    name: str = "mnist", *, verbose: bool = True
+) -> tuple[ImageArrayDataset, ImageArrayDataset, bool]:
     """The training and test splits of ``name`` and whether the training split is complete.
 
     Chapters set their quality gates by that flag: on a subset such as the 5,000-image offline MNIST copy the
@@ -253,15 +363,23 @@ def load_train_test(name: str = "mnist", *, verbose: bool = True) -> tuple[Image
     if verbose:
         title = _SPECS[name]["title"]
         print(f"data source: {train.source}")
-        print(f"training images available: {len(train):,}  (complete {title} training split: {full})")
+        print(
+            f"training images available: {len(train):,}  (complete {title} training split: {full})"
+        )
         if not full:
-            print(f"NOTE: this is a subset of the {title} training split (e.g. an offline copy), so accuracies\n"
-                  f"      are lower than with all {FULL_TRAIN_SIZE[name]:,} images; the quality gates take that into account.")
+            print(
+                f"NOTE: this is a subset of the {title} training split (e.g. an offline copy), so accuracies\n"
+                f"      are lower than with all {FULL_TRAIN_SIZE[name]:,} images; the quality gates take that into account."
+            )
     return train, test, full
 
 
-def affine_images(x: torch.Tensor, angle_deg: float | torch.Tensor = 0.0,
-                  shift_px: Sequence[float] | torch.Tensor = (0.0, 0.0), background: float = 0.0) -> torch.Tensor:
+def affine_images(
+    x: torch.Tensor,
+    angle_deg: float | torch.Tensor = 0.0,
+    shift_px: Sequence[float] | torch.Tensor = (0.0, 0.0),
+    background: float = 0.0,
+) -> torch.Tensor:
     """Rotate images ``(N, C, H, W)`` by ``angle_deg`` about their centre, then shift them by ``shift_px = (right,
     down)`` pixels; angles ``(N,)`` and shifts ``(N, 2)`` may differ per image.
 
@@ -270,15 +388,30 @@ def affine_images(x: torch.Tensor, angle_deg: float | torch.Tensor = 0.0,
     digit around the border instead). Used for the robustness tests of the CNN and CapsNet chapters.
     """
     n, _, h, w = x.shape
-    angle = torch.as_tensor(angle_deg, dtype=x.dtype, device=x.device).expand(n).deg2rad()
+    angle = (
+        torch.as_tensor(angle_deg, dtype=x.dtype, device=x.device).expand(n).deg2rad()
+    )
     shift = torch.as_tensor(shift_px, dtype=x.dtype, device=x.device).expand(n, 2)
     cos, sin = angle.cos(), angle.sin()
     # affine_grid maps output coordinates to input ones, in units where the image spans [-1, 1]: input = R^T (out - t)
     tx, ty = 2 * shift[:, 0] / w, 2 * shift[:, 1] / h
-    rot = torch.stack([torch.stack([cos, sin], 1), torch.stack([-sin, cos], 1)], 1)   # R^T (inverse rotation)
+    rot = torch.stack(
+        [torch.stack([cos, sin], 1), torch.stack([-sin, cos], 1)], 1
+    )  # R^T (inverse rotation)
     offset = -(rot @ torch.stack([tx, ty], 1).unsqueeze(-1))
-    grid = F.affine_grid(torch.cat([rot, offset], dim=2), list(x.shape), align_corners=False)
-    return F.grid_sample(x - background, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + background
+    grid = F.affine_grid(
+        torch.cat([rot, offset], dim=2), list(x.shape), align_corners=False
+    )
+    return (
+        F.grid_sample(
+            x - background,
+            grid,
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=False,
+        )
+        + background
+    )
 
 
 def take_subset(dataset: Dataset, n: int | None, seed: int = 0) -> Dataset:
@@ -291,19 +424,30 @@ def take_subset(dataset: Dataset, n: int | None, seed: int = 0) -> Dataset:
     return Subset(dataset, torch.randperm(len(dataset), generator=g)[:n].tolist())
 
 
-def train_val_split(dataset: Dataset, val_size: int | float, seed: int = 0) -> tuple[Subset, Subset]:
+def train_val_split(
+    dataset: Dataset, val_size: int | float, seed: int = 0
+) -> tuple[Subset, Subset]:
     """Hold out a validation set (a count, or a fraction in (0, 1)) for model selection; the test set stays untouched."""
     n = len(dataset)
     n_val = int(round(val_size * n)) if isinstance(val_size, float) else int(val_size)
     if not 0 < n_val < n:
-        raise ValueError(f"validation size {val_size!r} leaves no data on one side of a set of {n}")
+        raise ValueError(
+            f"validation size {val_size!r} leaves no data on one side of a set of {n}"
+        )
     g = torch.Generator().manual_seed(seed)
     train, val = random_split(dataset, [n - n_val, n_val], generator=g)
     return train, val
 
 
-def make_loader(dataset: Dataset, batch_size: int = 128, *, shuffle: bool = False, seed: int = 0,
-                num_workers: int | None = None, device: torch.device | None = None) -> DataLoader:
+def make_loader(
+    dataset: Dataset,
+    batch_size: int = 128,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    num_workers: int | None = None,
+    device: torch.device | None = None,
+) -> DataLoader:
     """A ``DataLoader`` with sensible defaults: seeded shuffling, pinned memory and workers only on a GPU.
 
     On a CPU with two cores, worker processes cost more than they save for in-memory data sets.
@@ -313,9 +457,15 @@ def make_loader(dataset: Dataset, batch_size: int = 128, *, shuffle: bool = Fals
     device = device or get_device()
     if num_workers is None:
         num_workers = min(4, os.cpu_count() or 1) if device.type == "cuda" else 0
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
-                      generator=torch.Generator().manual_seed(seed) if shuffle else None)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(seed) if shuffle else None,
+    )
 
 
 class TensorLoader:
@@ -326,15 +476,28 @@ class TensorLoader:
     (e.g. :func:`random_crop_flip`). Works anywhere a ``DataLoader`` of ``(x, y)`` pairs does.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 128, *, shuffle: bool = False,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None, drop_last: bool = False,
-                 seed: int = 0):
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int = 128,
+        *,
+        shuffle: bool = False,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        drop_last: bool = False,
+        seed: int = 0,
+    ):
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.x, self.y = x, y
-        self.batch_size, self.shuffle, self.transform, self.drop_last = batch_size, shuffle, transform, drop_last
+        self.batch_size, self.shuffle, self.transform, self.drop_last = (
+            batch_size,
+            shuffle,
+            transform,
+            drop_last,
+        )
         self.generator = torch.Generator(device=x.device).manual_seed(seed)
 
     def __len__(self) -> int:
@@ -343,15 +506,20 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.x)
-        order = (torch.randperm(n, device=self.x.device, generator=self.generator) if self.shuffle
-                 else torch.arange(n, device=self.x.device))
+        order = (
+            torch.randperm(n, device=self.x.device, generator=self.generator)
+            if self.shuffle
+            else torch.arange(n, device=self.x.device)
+        )
         for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             xb = self.x[idx]
             yield (self.transform(xb) if self.transform else xb), self.y[idx]
 
 
-def random_crop_flip(x: torch.Tensor, padding: int = 4, flip: bool = True) -> torch.Tensor:
+def random_crop_flip(
+    x: torch.Tensor, padding: int = 4, flip: bool = True
+) -> torch.Tensor:
     """Standard CIFAR augmentation on a whole batch ``(N, C, H, W)`` at once, on whatever device it lives.
 
     Each image is zero-padded by ``padding`` pixels, cropped back at a random offset, and mirrored with
@@ -361,8 +529,12 @@ def random_crop_flip(x: torch.Tensor, padding: int = 4, flip: bool = True) -> to
     padded = torch.nn.functional.pad(x, (padding,) * 4)
     dy = torch.randint(0, 2 * padding + 1, (n,), device=x.device)
     dx = torch.randint(0, 2 * padding + 1, (n,), device=x.device)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]   # (N, 1, H, 1)
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]   # (N, 1, 1, W)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[
+        :, None, :, None
+    ]  # (N, 1, H, 1)
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[
+        :, None, None, :
+    ]  # (N, 1, 1, W)
     batch = torch.arange(n, device=x.device)[:, None, None, None]
     chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
     out = padded[batch, chans, rows, cols]

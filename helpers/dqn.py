@@ -45,21 +45,30 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, obs_dim: int, seed: int | None = None) -> None:
         if capacity < 1 or obs_dim < 1:
-            raise ValueError(f"capacity and obs_dim must be positive, got {capacity} and {obs_dim}")
+            raise ValueError(
+                f"capacity and obs_dim must be positive, got {capacity} and {obs_dim}"
+            )
         self.capacity = capacity
         self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
         self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
         self.actions = np.zeros(capacity, dtype=np.int64)
         self.rewards = np.zeros(capacity, dtype=np.float32)
         self.terminated = np.zeros(capacity, dtype=np.float32)
-        self.pos = 0          # where the next transition is written
-        self.size = 0         # how many slots hold data (<= capacity)
+        self.pos = 0  # where the next transition is written
+        self.size = 0  # how many slots hold data (<= capacity)
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return self.size
 
-    def add(self, obs: np.ndarray, action: int, reward: float, next_obs: np.ndarray, terminated: bool) -> None:
+    def add(
+        self,
+        obs: np.ndarray,
+        action: int,
+        reward: float,
+        next_obs: np.ndarray,
+        terminated: bool,
+    ) -> None:
         """Store one transition, overwriting the oldest once the buffer is full."""
         i = self.pos
         self.obs[i], self.actions[i], self.rewards[i] = obs, action, reward
@@ -76,7 +85,13 @@ class ReplayBuffer:
         def t(a: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(a[idx], device=device)
 
-        return Batch(t(self.obs), t(self.actions), t(self.rewards), t(self.next_obs), t(self.terminated))
+        return Batch(
+            t(self.obs),
+            t(self.actions),
+            t(self.rewards),
+            t(self.next_obs),
+            t(self.terminated),
+        )
 
 
 class QNetwork(nn.Module):
@@ -86,10 +101,14 @@ class QNetwork(nn.Module):
     cost a single evaluation (the design of Mnih et al., 2015, instead of feeding the action in as an input).
     """
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden: Sequence[int] = (128, 128)) -> None:
+    def __init__(
+        self, obs_dim: int, n_actions: int, hidden: Sequence[int] = (128, 128)
+    ) -> None:
         super().__init__()
         if obs_dim < 1 or n_actions < 1:
-            raise ValueError(f"obs_dim and n_actions must be positive, got {obs_dim} and {n_actions}")
+            raise ValueError(
+                f"obs_dim and n_actions must be positive, got {obs_dim} and {n_actions}"
+            )
         layers: list[nn.Module] = []
         width = obs_dim
         for h in hidden:
@@ -104,33 +123,51 @@ class QNetwork(nn.Module):
 
 
 @torch.no_grad()
-def td_target(batch: Batch, target_net: nn.Module, gamma: float, online_net: nn.Module | None = None) -> torch.Tensor:
+def td_target(
+    batch: Batch,
+    target_net: nn.Module,
+    gamma: float,
+    online_net: nn.Module | None = None,
+) -> torch.Tensor:
     """The bootstrapped TD target y = r + gamma * (1 - terminated) * Q_target(s', a*).
 
     DQN: a* = argmax_a Q_target(s', a), i.e. the max of the target network.
     Double DQN (pass ``online_net``): a* = argmax_a Q_online(s', a), *evaluated* by the target network.
     ``terminated`` (not ``truncated``) zeroes the future: a time-limit cut is not the end of the task.
     """
-    next_q = target_net(batch.next_obs)                                    # (B, n_actions)
+    next_q = target_net(batch.next_obs)  # (B, n_actions)
     if online_net is None:
-        next_value = next_q.max(dim=1).values                              # DQN
+        next_value = next_q.max(dim=1).values  # DQN
     else:
-        best = online_net(batch.next_obs).argmax(dim=1, keepdim=True)      # Double DQN: online net picks ...
-        next_value = next_q.gather(1, best).squeeze(1)                     # ... target net evaluates
+        best = online_net(batch.next_obs).argmax(
+            dim=1, keepdim=True
+        )  # Double DQN: online net picks ...
+        next_value = next_q.gather(1, best).squeeze(1)  # ... target net evaluates
     return batch.rewards + gamma * (1.0 - batch.terminated) * next_value
 
 
-def dqn_update(q_net: nn.Module, target_net: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch,
-               gamma: float, double: bool = False, max_grad_norm: float | None = 10.0) -> float:
+def dqn_update(
+    q_net: nn.Module,
+    target_net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    gamma: float,
+    double: bool = False,
+    max_grad_norm: float | None = 10.0,
+) -> float:
     """One gradient step on the Huber loss between Q(s, a) and the TD target; returns the loss.
 
     Why Huber: a TD error is a noisy, moving target; the squared loss would let one large error produce a huge
     gradient, while Huber's gradient is capped at 1 in absolute value beyond |delta| > 1. Gradient-norm
     clipping caps the whole step on top of that.
     """
-    y = td_target(batch, target_net, gamma, online_net=q_net if double else None)   # no gradient through y
-    q = q_net(batch.obs).gather(1, batch.actions.unsqueeze(1)).squeeze(1)             # Q(s, a) of actions taken
-    loss = nn.functional.smooth_l1_loss(q, y)                                          # Huber loss, delta = 1
+    y = td_target(
+        batch, target_net, gamma, online_net=q_net if double else None
+    )  # no gradient through y
+    q = (
+        q_net(batch.obs).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+    )  # Q(s, a) of actions taken
+    loss = nn.functional.smooth_l1_loss(q, y)  # Huber loss, delta = 1
     optimizer.zero_grad()
     loss.backward()
     if max_grad_norm is not None:
@@ -158,25 +195,37 @@ class DQNConfig:
     """Every knob of a DQN run; the defaults are the recipe the chapter found reliable on CartPole-v1."""
 
     env_id: str = "CartPole-v1"
-    total_steps: int = 100_000        # environment steps
+    total_steps: int = 100_000  # environment steps
     lr: float = 1e-3
     gamma: float = 0.99
     batch_size: int = 64
     buffer_size: int = 50_000
-    learning_starts: int = 1_000      # random steps that fill the buffer before the first update
-    train_freq: int = 4               # one gradient step every train_freq environment steps
-    target_update: int = 500          # hard copy of the online net every target_update env steps (if tau == 1)
-    tau: float = 1.0                  # < 1: Polyak update after every gradient step instead of hard copies
+    learning_starts: int = (
+        1_000  # random steps that fill the buffer before the first update
+    )
+    train_freq: int = 4  # one gradient step every train_freq environment steps
+    target_update: int = (
+        500  # hard copy of the online net every target_update env steps (if tau == 1)
+    )
+    tau: float = (
+        1.0  # < 1: Polyak update after every gradient step instead of hard copies
+    )
     eps_start: float = 1.0
     eps_end: float = 0.05
-    eps_decay_steps: int = 10_000     # epsilon falls linearly from eps_start to eps_end over these env steps
+    eps_decay_steps: int = (
+        10_000  # epsilon falls linearly from eps_start to eps_end over these env steps
+    )
     hidden: tuple[int, ...] = (128, 128)
     double: bool = False
     max_grad_norm: float | None = 10.0
-    eval_every: int = 5_000           # greedy evaluation of the current network every eval_every steps
+    eval_every: int = (
+        5_000  # greedy evaluation of the current network every eval_every steps
+    )
     eval_episodes: int = 10
-    eval_seed: int = 50_000           # evaluation episodes used for checkpoint selection (not the reported ones)
-    stop_return: float | None = None  # stop early once the periodic evaluation reaches this mean return
+    eval_seed: int = 50_000  # evaluation episodes used for checkpoint selection (not the reported ones)
+    stop_return: float | None = (
+        None  # stop early once the periodic evaluation reaches this mean return
+    )
     seed: int = 0
 
 
@@ -185,27 +234,41 @@ class DQNResult:
     """What :func:`train_dqn` returns: the networks, the curves and how long it took."""
 
     config: DQNConfig
-    q_net: nn.Module                  # the best network found by the periodic greedy evaluation
-    last_net: nn.Module               # the network at the end of training
-    episode_steps: list[int] = field(default_factory=list)     # env step at which each training episode ended
+    q_net: nn.Module  # the best network found by the periodic greedy evaluation
+    last_net: nn.Module  # the network at the end of training
+    episode_steps: list[int] = field(
+        default_factory=list
+    )  # env step at which each training episode ended
     episode_returns: list[float] = field(default_factory=list)
     eval_steps: list[int] = field(default_factory=list)
-    eval_returns: list[float] = field(default_factory=list)    # mean greedy return at each evaluation
-    losses: list[float] = field(default_factory=list)          # one per gradient step
+    eval_returns: list[float] = field(
+        default_factory=list
+    )  # mean greedy return at each evaluation
+    losses: list[float] = field(default_factory=list)  # one per gradient step
     best_step: int = 0
     best_eval: float = float("-inf")
     steps_done: int = 0
-    wall_time_s: float = 0.0          # seconds of the whole run, periodic evaluations included
-    eval_time_s: float = 0.0          # seconds of those evaluations (subtract for the cost of learning alone)
+    wall_time_s: float = 0.0  # seconds of the whole run, periodic evaluations included
+    eval_time_s: float = (
+        0.0  # seconds of those evaluations (subtract for the cost of learning alone)
+    )
 
     def steps_to_reach(self, threshold: float) -> int | None:
         """First evaluation step whose mean greedy return was >= threshold (None if never)."""
-        return next((s for s, r in zip(self.eval_steps, self.eval_returns) if r >= threshold), None)
+        return next(
+            (s for s, r in zip(self.eval_steps, self.eval_returns) if r >= threshold),
+            None,
+        )
 
 
 @torch.no_grad()
-def greedy_returns(q_net: nn.Module, env_id: str, episodes: int, seed: int,
-                   device: torch.device | str | None = None) -> np.ndarray:
+def greedy_returns(
+    q_net: nn.Module,
+    env_id: str,
+    episodes: int,
+    seed: int,
+    device: torch.device | str | None = None,
+) -> np.ndarray:
     """Returns of ``episodes`` greedy episodes (episode i reset with ``seed + i``), all run side by side.
 
     Gives the same numbers as ``rl.evaluate_policy(rl.torch_policy(q_net), env_id, episodes, seed)``, but feeds the
@@ -221,7 +284,12 @@ def greedy_returns(q_net: nn.Module, env_id: str, episodes: int, seed: int,
     alive = np.ones(episodes, dtype=bool)
     while alive.any():
         idx = np.flatnonzero(alive)
-        actions = q_net(torch.as_tensor(obs[idx], dtype=torch.float32, device=device)).argmax(dim=1).cpu().numpy()
+        actions = (
+            q_net(torch.as_tensor(obs[idx], dtype=torch.float32, device=device))
+            .argmax(dim=1)
+            .cpu()
+            .numpy()
+        )
         for i, a in zip(idx, actions):
             obs[i], reward, terminated, truncated, _ = envs[i].step(int(a))
             returns[i] += float(reward)
@@ -234,8 +302,12 @@ def greedy_returns(q_net: nn.Module, env_id: str, episodes: int, seed: int,
 UpdateFn = Callable[..., float]
 
 
-def train_dqn(config: DQNConfig, update_fn: UpdateFn = dqn_update, progress: bool = True,
-              device: torch.device | str = "cpu") -> DQNResult:
+def train_dqn(
+    config: DQNConfig,
+    update_fn: UpdateFn = dqn_update,
+    progress: bool = True,
+    device: torch.device | str = "cpu",
+) -> DQNResult:
     """Train DQN (or Double DQN with ``config.double``) and keep the best network by periodic greedy evaluation.
 
     The loop is the one written out in the chapter: act epsilon-greedily, store the transition (with
@@ -259,13 +331,20 @@ def train_dqn(config: DQNConfig, update_fn: UpdateFn = dqn_update, progress: boo
 
     start = time.perf_counter()
     obs, _ = env.reset()
-    bar = tqdm(range(1, c.total_steps + 1), desc=f"DQN seed {c.seed}" if not c.double else f"DDQN seed {c.seed}",
-               unit="step", mininterval=1.0, disable=not progress)
+    bar = tqdm(
+        range(1, c.total_steps + 1),
+        desc=f"DQN seed {c.seed}" if not c.double else f"DDQN seed {c.seed}",
+        unit="step",
+        mininterval=1.0,
+        disable=not progress,
+    )
     for step in bar:
         eps = linear_schedule(c.eps_start, c.eps_end, c.eps_decay_steps, step)
         action = int(rng.integers(n_actions)) if rng.random() < eps else greedy(obs)
         next_obs, reward, terminated, truncated, info = env.step(action)
-        buffer.add(obs, action, float(reward), next_obs, terminated)      # truncated is NOT stored as an end
+        buffer.add(
+            obs, action, float(reward), next_obs, terminated
+        )  # truncated is NOT stored as an end
         obs = next_obs
         if terminated or truncated:
             result.episode_steps.append(step)
@@ -274,8 +353,17 @@ def train_dqn(config: DQNConfig, update_fn: UpdateFn = dqn_update, progress: boo
 
         if step > c.learning_starts and step % c.train_freq == 0:
             batch = buffer.sample(c.batch_size, device)
-            result.losses.append(update_fn(q_net, target_net, optimizer, batch, c.gamma, double=c.double,
-                                           max_grad_norm=c.max_grad_norm))
+            result.losses.append(
+                update_fn(
+                    q_net,
+                    target_net,
+                    optimizer,
+                    batch,
+                    c.gamma,
+                    double=c.double,
+                    max_grad_norm=c.max_grad_norm,
+                )
+            )
             if c.tau < 1.0:
                 soft_update(target_net, q_net, c.tau)
         if c.tau >= 1.0 and step % c.target_update == 0:
@@ -283,14 +371,20 @@ def train_dqn(config: DQNConfig, update_fn: UpdateFn = dqn_update, progress: boo
 
         if step % c.eval_every == 0 or step == c.total_steps:
             eval_start = time.perf_counter()
-            score = float(greedy_returns(q_net, c.env_id, c.eval_episodes, c.eval_seed, device).mean())
+            score = float(
+                greedy_returns(
+                    q_net, c.env_id, c.eval_episodes, c.eval_seed, device
+                ).mean()
+            )
             result.eval_time_s += time.perf_counter() - eval_start
             result.eval_steps.append(step)
             result.eval_returns.append(score)
             if score > result.best_eval:
                 result.best_eval, result.best_step = score, step
                 result.q_net.load_state_dict(q_net.state_dict())
-            bar.set_postfix(eval=f"{score:.0f}", best=f"{result.best_eval:.0f}", eps=f"{eps:.2f}")
+            bar.set_postfix(
+                eval=f"{score:.0f}", best=f"{result.best_eval:.0f}", eps=f"{eps:.2f}"
+            )
             if c.stop_return is not None and score >= c.stop_return:
                 break
     bar.close()

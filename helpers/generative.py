@@ -43,12 +43,22 @@ class Autoencoder(nn.Module):
     values each and returns reconstructions of the same shape, so it drops into image code unchanged.
     """
 
-    def __init__(self, input_dim: int = 784, hidden_dim: int = 128, latent_dim: int = 64):
+    def __init__(
+        self, input_dim: int = 784, hidden_dim: int = 128, latent_dim: int = 64
+    ):
         super().__init__()
-        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(input_dim, hidden_dim), nn.ReLU(),
-                                     nn.Linear(hidden_dim, latent_dim))
-        self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU(),
-                                     nn.Linear(hidden_dim, input_dim), nn.Sigmoid())
+        self.encoder = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(input_dim, hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, latent_dim),
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, input_dim),
+            nn.Sigmoid(),
+        )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
@@ -69,18 +79,31 @@ class ConvAutoencoder(nn.Module):
     measured with a dummy pass, so 32x32 colour images work too.
     """
 
-    def __init__(self, in_channels: int = 1, latent_dim: int = 64, image_size: int = 28):
+    def __init__(
+        self, in_channels: int = 1, latent_dim: int = 64, image_size: int = 28
+    ):
         super().__init__()
-        conv = nn.Sequential(nn.Conv2d(in_channels, 32, 3, stride=2, padding=1), nn.ReLU(),
-                             nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU())
+        conv = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1),
+            nn.ReLU(),
+        )
         with torch.no_grad():
             shape = conv(torch.zeros(1, in_channels, image_size, image_size)).shape[1:]
         flat = int(np.prod(shape))
         self.encoder = nn.Sequential(conv, nn.Flatten(), nn.Linear(flat, latent_dim))
         self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, flat), nn.ReLU(), nn.Unflatten(1, tuple(shape)),
-            nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(32, in_channels, 3, stride=2, padding=1, output_padding=1), nn.Sigmoid())
+            nn.Linear(latent_dim, flat),
+            nn.ReLU(),
+            nn.Unflatten(1, tuple(shape)),
+            nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(
+                32, in_channels, 3, stride=2, padding=1, output_padding=1
+            ),
+            nn.Sigmoid(),
+        )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
@@ -95,7 +118,9 @@ class ConvAutoencoder(nn.Module):
 class Generator(nn.Module):
     """MLP generator: noise ``z`` (``noise_dim``) -> an image with ``output_dim`` pixels in [-1, 1] (Tanh)."""
 
-    def __init__(self, noise_dim: int, output_dim: int, hidden: tuple[int, ...] = (256, 512)):
+    def __init__(
+        self, noise_dim: int, output_dim: int, hidden: tuple[int, ...] = (256, 512)
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         width = noise_dim
@@ -138,11 +163,16 @@ class DCGANGenerator(nn.Module):
     def __init__(self, noise_dim: int = 64, channels: int = 1, width: int = 64):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(noise_dim, 2 * width * 7 * 7, bias=False), nn.BatchNorm1d(2 * width * 7 * 7), nn.ReLU(),
-            nn.Unflatten(1, (2 * width, 7, 7)),
-            nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(width),
+            nn.Linear(noise_dim, 2 * width * 7 * 7, bias=False),
+            nn.BatchNorm1d(2 * width * 7 * 7),
             nn.ReLU(),
-            nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1), nn.Tanh())
+            nn.Unflatten(1, (2 * width, 7, 7)),
+            nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1),
+            nn.Tanh(),
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
@@ -154,9 +184,13 @@ class DCGANDiscriminator(nn.Module):
     def __init__(self, channels: int = 1, width: int = 64, image_size: int = 28):
         super().__init__()
         conv = nn.Sequential(
-            nn.Conv2d(channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * width),
-            nn.LeakyReLU(0.2), nn.Flatten())
+            nn.Conv2d(channels, width, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(2 * width),
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),
+        )
         with torch.no_grad():
             flat = conv(torch.zeros(2, channels, image_size, image_size)).shape[1]
         self.net = nn.Sequential(conv, nn.Linear(flat, 1))
@@ -168,15 +202,26 @@ class DCGANDiscriminator(nn.Module):
 # --- autoencoder training ---------------------------------------------------------------------------
 
 
-def add_noise(x: torch.Tensor, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def add_noise(
+    x: torch.Tensor, std: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """``x`` plus Gaussian noise of standard deviation ``std``, clipped to the valid pixel range [0, 1]."""
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return (x + std * noise).clamp(0.0, 1.0)
 
 
-def train_autoencoder(model: nn.Module, x: torch.Tensor, *, epochs: int, batch_size: int = 64, lr: float = 2e-3,
-                      noise_std: float = 0.0, seed: int = 0, desc: str = "autoencoder",
-                      on_epoch_end: Callable[[int, nn.Module], None] | None = None) -> list[float]:
+def train_autoencoder(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    noise_std: float = 0.0,
+    seed: int = 0,
+    desc: str = "autoencoder",
+    on_epoch_end: Callable[[int, nn.Module], None] | None = None,
+) -> list[float]:
     """Train ``model`` to output the clean image ``x`` (pixels in [0, 1]) with the mean squared error and Adam.
 
     With ``noise_std > 0`` the *input* is corrupted by fresh noise every batch while the target stays clean:
@@ -192,7 +237,7 @@ def train_autoencoder(model: nn.Module, x: torch.Tensor, *, epochs: int, batch_s
         order = torch.randperm(len(x), generator=g, device=x.device)
         total = 0.0
         for i in range(0, len(x), batch_size):
-            clean = x[order[i:i + batch_size]]
+            clean = x[order[i : i + batch_size]]
             inputs = add_noise(clean, noise_std, g) if noise_std > 0 else clean
             loss = nn.functional.mse_loss(model(inputs.to(device)), clean.to(device))
             optimizer.zero_grad(set_to_none=True)
@@ -208,11 +253,16 @@ def train_autoencoder(model: nn.Module, x: torch.Tensor, *, epochs: int, batch_s
 
 
 @torch.no_grad()
-def reconstruction_errors(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+def reconstruction_errors(
+    model: nn.Module, x: torch.Tensor, batch_size: int = 1000
+) -> torch.Tensor:
     """Mean squared reconstruction error of every image: the anomaly score of an autoencoder."""
     model.eval()
     device = next(model.parameters()).device
-    out = [((model(xb.to(device)) - xb.to(device)) ** 2).flatten(1).mean(1).cpu() for xb in x.split(batch_size)]
+    out = [
+        ((model(xb.to(device)) - xb.to(device)) ** 2).flatten(1).mean(1).cpu()
+        for xb in x.split(batch_size)
+    ]
     return torch.cat(out)
 
 
@@ -228,10 +278,12 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     if x.shape != y.shape:
         raise ValueError(f"shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
     mse = ((x.float() - y.float()) ** 2).flatten(1).mean(1)
-    return 10 * torch.log10(data_range ** 2 / mse)
+    return 10 * torch.log10(data_range**2 / mse)
 
 
-def gaussian_stats(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gaussian_stats(
+    features: torch.Tensor | np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean vector and covariance matrix of feature rows ``(N, D)``, in float64 for a stable square root."""
     f = np.asarray(torch.as_tensor(features).detach().cpu().double())
     if f.ndim != 2 or len(f) < 2:
@@ -239,7 +291,9 @@ def gaussian_stats(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.
     return f.mean(0), np.cov(f, rowvar=False)
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
+) -> float:
     """Fréchet (2-Wasserstein) distance between the Gaussians N(mu1, sigma1) and N(mu2, sigma2).
 
     ``||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^(1/2))``: the formula behind FID.
@@ -248,20 +302,39 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     (negative round-off eigenvalues clipped to 0). Unlike a general ``sqrtm`` of ``sigma1 @ sigma2`` this stays
     accurate when the covariances are singular, which is the rule for ReLU features with dead units.
     """
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, float)), np.atleast_1d(np.asarray(mu2, float))
-    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, float)), np.atleast_2d(np.asarray(sigma2, float))
-    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
-        raise ValueError("means and covariances must have matching shapes (D,) and (D, D)")
-    sym = lambda m: (m + m.T) / 2
+    mu1, mu2 = (
+        np.atleast_1d(np.asarray(mu1, float)),
+        np.atleast_1d(np.asarray(mu2, float)),
+    )
+    sigma1, sigma2 = (
+        np.atleast_2d(np.asarray(sigma1, float)),
+        np.atleast_2d(np.asarray(sigma2, float)),
+    )
+    if (
+        mu1.shape != mu2.shape
+        or sigma1.shape != sigma2.shape
+        or sigma1.shape != (len(mu1), len(mu1))
+    ):
+        raise ValueError(
+            "means and covariances must have matching shapes (D,) and (D, D)"
+        )
+
+    def sym(m):
+        return (m + m.T) / 2
+
     w, v = np.linalg.eigh(sym(sigma1))
     root1 = (v * np.sqrt(w.clip(min=0))) @ v.T
-    trace_covmean = np.sqrt(np.linalg.eigvalsh(sym(root1 @ sigma2 @ root1)).clip(min=0)).sum()
+    trace_covmean = np.sqrt(
+        np.linalg.eigvalsh(sym(root1 @ sigma2 @ root1)).clip(min=0)
+    ).sum()
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_covmean)
 
 
 @torch.no_grad()
-def classifier_features(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+def classifier_features(
+    model: nn.Module, x: torch.Tensor, batch_size: int = 1000
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Penultimate-layer features and predicted classes of a :class:`helpers.CNNModel` for inputs ``x``.
 
     The features (the activations right before the last linear layer) are what the Fréchet distance
@@ -277,7 +350,9 @@ def classifier_features(model: nn.Module, x: torch.Tensor, batch_size: int = 100
     return torch.cat(feats), torch.cat(preds)
 
 
-def class_histogram(predictions: torch.Tensor | np.ndarray, num_classes: int = 10) -> np.ndarray:
+def class_histogram(
+    predictions: torch.Tensor | np.ndarray, num_classes: int = 10
+) -> np.ndarray:
     """How many samples fall into each class: mode coverage of a generator, as judged by a classifier."""
     p = np.asarray(torch.as_tensor(predictions).cpu()).astype(int).ravel()
     return np.bincount(p, minlength=num_classes)[:num_classes]

@@ -40,12 +40,28 @@ from pathlib import Path
 
 from .student import CHECK_CALL, cell_source
 
-STARTUP_LIMIT_S = 300.0   # the worker imports torch and the helpers before the first exercise
-SETUP_LIMIT_S = 120.0     # an exercise's import lines (first imports of gymnasium, sklearn, ...)
-KILL_GRACE_S = 2.0        # after its time limit, a cell that ignores the interruption is killed
-ONLY_THIS_CELL = (" (the grader runs only this cell and the import lines above it: define everything the function "
-                  "needs in the cell)")
-FIELDS = ["student", "notebook", "exercise", "points", "max_points", "cases", "feedback"]
+STARTUP_LIMIT_S = (
+    300.0  # the worker imports torch and the helpers before the first exercise
+)
+SETUP_LIMIT_S = (
+    120.0  # an exercise's import lines (first imports of gymnasium, sklearn, ...)
+)
+KILL_GRACE_S = (
+    2.0  # after its time limit, a cell that ignores the interruption is killed
+)
+ONLY_THIS_CELL = (
+    " (the grader runs only this cell and the import lines above it: define everything the function "
+    "needs in the cell)"
+)
+FIELDS = [
+    "student",
+    "notebook",
+    "exercise",
+    "points",
+    "max_points",
+    "cases",
+    "feedback",
+]
 
 
 @dataclass
@@ -98,8 +114,11 @@ def import_lines(source: str) -> list[str]:
         tree = ast.parse(source)
     except SyntaxError:
         return []
-    return [ast.get_source_segment(source, node) for node in tree.body
-            if isinstance(node, ast.Import | ast.ImportFrom)]
+    return [
+        ast.get_source_segment(source, node)
+        for node in tree.body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+    ]
 
 
 def names_used(source: str) -> set[str] | None:
@@ -134,7 +153,9 @@ def setup_for(cell: str, imports: list[str]) -> list[str]:
 
 def find_tasks(nb: dict) -> list[Task]:
     """The exercises to grade in a notebook, with each one's import lines (from the code cells above it)."""
-    from .course import ALL_CHECKS as CHECKS   # the chapters' exercises and the assignments'
+    from .course import (
+        ALL_CHECKS as CHECKS,
+    )  # the chapters' exercises and the assignments'
 
     code = [cell_source(c) for c in nb.get("cells", []) if c.get("cell_type") == "code"]
     tasks: dict[str, Task] = {}
@@ -142,7 +163,10 @@ def find_tasks(nb: dict) -> list[Task]:
     for src in code:
         calls = [m for m in CHECK_CALL.finditer(src) if m.group("name") in CHECKS]
         for m in calls:
-            tasks.setdefault(m.group("name"), Task(m.group("name"), m.group("fn"), src, setup_for(src, setup)))
+            tasks.setdefault(
+                m.group("name"),
+                Task(m.group("name"), m.group("fn"), src, setup_for(src, setup)),
+            )
         if not calls:
             setup += import_lines(src)
     expected = nb.get("metadata", {}).get("dlbook", {}).get("exercises", {})
@@ -150,7 +174,9 @@ def find_tasks(nb: dict) -> list[Task]:
         if name in tasks or name not in CHECKS:
             continue
         # The check(...) call was deleted: grade a cell that still defines the function, if there is one.
-        cell = next((i for i, src in enumerate(code) if f"def {function}(" in src), None)
+        cell = next(
+            (i for i, src in enumerate(code) if f"def {function}(" in src), None
+        )
         if cell is None:
             tasks[name] = Task(name, function, None)
         else:
@@ -160,6 +186,7 @@ def find_tasks(nb: dict) -> list[Task]:
 
 
 # --- the worker: runs in a fresh process, one notebook's exercises one after the other ----------------------
+
 
 class _TimeLimit(BaseException):
     """Raised in the student's code when its time is up (a BaseException: ``except Exception`` cannot stop it)."""
@@ -186,13 +213,15 @@ def _worker(spec_path: str, progress_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     shell = InteractiveShell.instance()
     signal.signal(signal.SIGALRM, _on_alarm)
-    with open(progress_path, "a", buffering=1, encoding="utf-8") as progress, \
-            open(os.devnull, "w", encoding="utf-8") as quiet:
+    with (
+        open(progress_path, "a", buffering=1, encoding="utf-8") as progress,
+        open(os.devnull, "w", encoding="utf-8") as quiet,
+    ):
 
         def emit(**event) -> None:
             progress.write(json.dumps(event) + "\n")
 
-        sys.stdout = quiet      # what the students' cells print is not graded
+        sys.stdout = quiet  # what the students' cells print is not graded
         emit(event="ready")
         for item in spec["tasks"]:
             index, task = item["index"], Task(**item["task"])
@@ -202,13 +231,17 @@ def _worker(spec_path: str, progress_path: str) -> None:
             for line in task.setup:
                 try:
                     exec(line, shell.user_ns)
-                except Exception as err:  # an import the grader's environment lacks: say so, go on
+                except (
+                    Exception
+                ) as err:  # an import the grader's environment lacks: say so, go on
                     setup_errors.append(f"{line.strip()}: {_describe(err)}")
             log = Path(spec_path).with_name(f"verdict-{index}.jsonl")
             os.environ[exercises.GRADE_LOG_ENV] = str(log)
 
             def verdicts(log=log, name=task.exercise) -> list[dict]:
-                lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+                lines = (
+                    log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+                )
                 return [v for v in map(json.loads, lines) if v["exercise"] == name]
 
             helpers.seed_everything(0)
@@ -230,27 +263,51 @@ def _worker(spec_path: str, progress_path: str) -> None:
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             found = verdicts()
-            emit(event="done", index=index, verdict=found[-1] if found else fallback, error=error,
-                 timed_out=timed_out, fallback=fallback is not None, setup_errors=setup_errors,
-                 seconds=round(time.monotonic() - start, 2))
+            emit(
+                event="done",
+                index=index,
+                verdict=found[-1] if found else fallback,
+                error=error,
+                timed_out=timed_out,
+                fallback=fallback is not None,
+                setup_errors=setup_errors,
+                seconds=round(time.monotonic() - start, 2),
+            )
         sys.stdout = sys.__stdout__
 
 
 # --- the parent: one worker per notebook, restarted after a kill -------------------------------------------
 
+
 def _feedback(task: Task, done: dict | None, timeout: float) -> tuple[float, str, str]:
     """(score in [0, 1], "passed/total", feedback) of one exercise from the worker's report."""
     if task.cell is None:
-        return 0.0, "", f'missing: no cell defines {task.function}() or calls check("{task.exercise}", ...)'
+        return (
+            0.0,
+            "",
+            f'missing: no cell defines {task.function}() or calls check("{task.exercise}", ...)',
+        )
     if done is None or done["event"] == "lost":
         if done is None or done["killed"]:
-            return 0.0, "", (f"stopped after {timeout:g} s: the cell did not finish, and could not be "
-                             "interrupted (an endless loop with a bare `except:` inside it?)")
-        return 0.0, "", f"the cell ended the Python process (exit code {done['returncode']})"
+            return (
+                0.0,
+                "",
+                (
+                    f"stopped after {timeout:g} s: the cell did not finish, and could not be "
+                    "interrupted (an endless loop with a bare `except:` inside it?)"
+                ),
+            )
+        return (
+            0.0,
+            "",
+            f"the cell ended the Python process (exit code {done['returncode']})",
+        )
     verdict, error = done.get("verdict"), done.get("error")
     notes = []
     if done.get("setup_errors"):
-        notes.append("the notebook's imports failed here: " + "; ".join(done["setup_errors"]))
+        notes.append(
+            "the notebook's imports failed here: " + "; ".join(done["setup_errors"])
+        )
     if verdict is None:
         if done.get("timed_out"):
             text = f"stopped after {timeout:g} s: the cell did not finish (an endless loop, or far too slow?)"
@@ -276,18 +333,33 @@ def _worker_env(tmp: Path) -> dict:
     env = dict(os.environ)
     env.pop("DLBOOK_GRADE_LOG", None)
     root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.update(DLBOOK_QUICK="1", MPLBACKEND="Agg", TQDM_DISABLE="1", DLBOOK_RESULTS=str(tmp / "results"))
+    env["PYTHONPATH"] = root + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+    )
+    env.update(
+        DLBOOK_QUICK="1",
+        MPLBACKEND="Agg",
+        TQDM_DISABLE="1",
+        DLBOOK_RESULTS=str(tmp / "results"),
+    )
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
 
-def _run_worker(tasks: list[tuple[int, Task]], timeout: float, tmp: Path) -> dict[int, dict]:
+def _run_worker(
+    tasks: list[tuple[int, Task]], timeout: float, tmp: Path
+) -> dict[int, dict]:
     """Run one worker process on ``tasks``: the report of each exercise it finished, and a ``lost`` report for
     the one it was killed in (or that ended the process). Raises :class:`GraderError` when it cannot start."""
     spec, progress, out = tmp / "spec.json", tmp / "progress.jsonl", tmp / "worker.log"
-    spec.write_text(json.dumps({"timeout": timeout,
-                                "tasks": [{"index": i, "task": t.__dict__} for i, t in tasks]}))
+    spec.write_text(
+        json.dumps(
+            {
+                "timeout": timeout,
+                "tasks": [{"index": i, "task": t.__dict__} for i, t in tasks],
+            }
+        )
+    )
     progress.write_text("")
     # os._exit: threads a student's cell left running must not keep the process alive
     run = "import os, sys; from helpers.grading import _worker; _worker(*sys.argv[1:]); os._exit(0)"
@@ -298,7 +370,9 @@ def _run_worker(tasks: list[tuple[int, Task]], timeout: float, tmp: Path) -> dic
 
     def update() -> None:
         nonlocal ready, current, phase, since
-        for line in progress.read_text(encoding="utf-8").split("\n")[:-1]:   # whole lines only
+        for line in progress.read_text(encoding="utf-8").split("\n")[
+            :-1
+        ]:  # whole lines only
             event = json.loads(line)
             key = (event["event"], event.get("index"))
             if key in seen:
@@ -310,18 +384,30 @@ def _run_worker(tasks: list[tuple[int, Task]], timeout: float, tmp: Path) -> dic
             elif event["event"] == "done":
                 reports[event["index"]] = event
                 current, phase, since = None, None, now
-            else:                                   # "setup", then "start": the cell runs
+            else:  # "setup", then "start": the cell runs
                 current, phase, since = event["index"], event["event"], now
 
     killed = False
     with open(out, "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=tmp, env=_worker_env(tmp), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=tmp,
+            env=_worker_env(tmp),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         while proc.poll() is None:
             time.sleep(0.1)
             update()
-            limit = STARTUP_LIMIT_S if not ready or current is None else \
-                SETUP_LIMIT_S if phase == "setup" else timeout + KILL_GRACE_S
+            limit = (
+                STARTUP_LIMIT_S
+                if not ready or current is None
+                else SETUP_LIMIT_S
+                if phase == "setup"
+                else timeout + KILL_GRACE_S
+            )
             if time.monotonic() - since > limit:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
@@ -329,45 +415,88 @@ def _run_worker(tasks: list[tuple[int, Task]], timeout: float, tmp: Path) -> dic
     update()
     if not ready:
         tail = out.read_text(errors="replace")[-2000:]
-        raise GraderError(f"the grading process did not start (exit code {proc.returncode}):\n{tail}")
+        raise GraderError(
+            f"the grading process did not start (exit code {proc.returncode}):\n{tail}"
+        )
     if current is not None:
-        reports[current] = {"event": "lost", "killed": killed, "returncode": proc.returncode}
+        reports[current] = {
+            "event": "lost",
+            "killed": killed,
+            "returncode": proc.returncode,
+        }
     return reports
 
 
-def grade_notebook(path: Path, student: str, name: str, timeout: float = 60.0,
-                   max_points: float = 1.0) -> list[Row]:
+def grade_notebook(
+    path: Path, student: str, name: str, timeout: float = 60.0, max_points: float = 1.0
+) -> list[Row]:
     """Grade one submitted notebook: one :class:`Row` per exercise."""
     try:
         nb = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        return [Row(student, name, "-", 0.0, max_points, "", f"not a readable notebook: {_describe(err)}")]
+        return [
+            Row(
+                student,
+                name,
+                "-",
+                0.0,
+                max_points,
+                "",
+                f"not a readable notebook: {_describe(err)}",
+            )
+        ]
     tasks = find_tasks(nb)
     if not tasks:
-        return [Row(student, name, "-", 0.0, max_points, "", "no auto-checked exercise found in this notebook")]
+        return [
+            Row(
+                student,
+                name,
+                "-",
+                0.0,
+                max_points,
+                "",
+                "no auto-checked exercise found in this notebook",
+            )
+        ]
     reports: dict[int, dict] = {}
     todo = [(i, t) for i, t in enumerate(tasks) if t.cell is not None]
     with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
-        while todo:   # a new process for what is left after an exercise killed the last one
+        while (
+            todo
+        ):  # a new process for what is left after an exercise killed the last one
             got = _run_worker(todo, timeout, Path(tmp))
-            if not got:          # no progress at all: give up on the rest rather than loop
+            if not got:  # no progress at all: give up on the rest rather than loop
                 got = {todo[0][0]: {"event": "lost", "killed": True}}
             reports.update(got)
             todo = [(i, t) for i, t in todo if i not in reports]
     rows = []
     for i, task in enumerate(tasks):
         score, cases, feedback = _feedback(task, reports.get(i), timeout)
-        rows.append(Row(student, name, task.exercise, round(score * max_points, 2), max_points, cases, feedback))
+        rows.append(
+            Row(
+                student,
+                name,
+                task.exercise,
+                round(score * max_points, 2),
+                max_points,
+                cases,
+                feedback,
+            )
+        )
     return rows
 
 
 def find_submissions(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    return sorted(
+        p for p in root.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
+    )
 
 
-def grade_folder(root: Path, timeout: float = 60.0, max_points: float = 1.0, jobs: int = 1) -> list[Row]:
+def grade_folder(
+    root: Path, timeout: float = 60.0, max_points: float = 1.0, jobs: int = 1
+) -> list[Row]:
     """Grade every notebook under ``root`` (``jobs`` notebooks at a time)."""
     root = Path(root)
     paths = find_submissions(root)
@@ -391,13 +520,31 @@ def write_csv(rows: Iterable[Row], out: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers grade",
-                                     description="Grade the auto-checked exercises of submitted notebooks.")
-    parser.add_argument("submissions", type=Path, help="a folder of notebooks (or one notebook)")
-    parser.add_argument("--out", type=Path, default=Path("grades.csv"), help="the CSV to write (grades.csv)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per exercise cell (60)")
-    parser.add_argument("--points", type=float, default=1.0, help="points of a fully correct exercise (1)")
-    parser.add_argument("--jobs", type=int, default=1, help="notebooks graded at the same time (1)")
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers grade",
+        description="Grade the auto-checked exercises of submitted notebooks.",
+    )
+    parser.add_argument(
+        "submissions", type=Path, help="a folder of notebooks (or one notebook)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("grades.csv"),
+        help="the CSV to write (grades.csv)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds per exercise cell (60)"
+    )
+    parser.add_argument(
+        "--points",
+        type=float,
+        default=1.0,
+        help="points of a fully correct exercise (1)",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="notebooks graded at the same time (1)"
+    )
     args = parser.parse_args(argv)
     if not args.submissions.exists():
         parser.error(f"{args.submissions} does not exist")

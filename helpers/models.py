@@ -25,10 +25,18 @@ class MLP(nn.Module):
     widths of the hidden layers and ``dropout`` adds dropout after each, for regularisation.
     """
 
-    def __init__(self, input_dim: int, output_dim: int, hidden: Sequence[int] = (64,), dropout: float = 0.0):
+    def __init__(
+        self,
+        input_dim: int,
+        output_dim: int,
+        hidden: Sequence[int] = (64,),
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if input_dim < 1 or output_dim < 1 or any(h < 1 for h in hidden):
-            raise ValueError(f"layer sizes must be positive: input {input_dim}, hidden {tuple(hidden)}, output {output_dim}")
+            raise ValueError(
+                f"layer sizes must be positive: input {input_dim}, hidden {tuple(hidden)}, output {output_dim}"
+            )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         layers: list[nn.Module] = [nn.Flatten()]
@@ -52,15 +60,25 @@ class CNNModel(nn.Module):
     dummy forward pass instead of being hard-coded, so other image sizes and channel counts work.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28):
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28
+    ):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 16, kernel_size=3), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, kernel_size=3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, 16, kernel_size=3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, kernel_size=3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         with torch.no_grad():
-            flat = self.features(torch.zeros(1, in_channels, image_size, image_size)).numel()
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(flat, 128), nn.ReLU(), nn.Linear(128, num_classes))
+            flat = self.features(
+                torch.zeros(1, in_channels, image_size, image_size)
+            ).numel()
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(flat, 128), nn.ReLU(), nn.Linear(128, num_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -68,7 +86,11 @@ class CNNModel(nn.Module):
 
 def conv_bn(c_in: int, c_out: int, pool: bool = False) -> nn.Sequential:
     """``conv 3x3 -> batch norm -> ReLU`` (then a 2x2 max-pool): the building block of :class:`ResNet9`."""
-    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    layers: list[nn.Module] = [
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
     if pool:
         layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers)
@@ -102,7 +124,9 @@ class ResNet9(nn.Module):
             conv_bn(2 * w, 4 * w, pool=True),
             conv_bn(4 * w, 8 * w, pool=True),
             Residual(nn.Sequential(conv_bn(8 * w, 8 * w), conv_bn(8 * w, 8 * w))),
-            nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8 * w, num_classes),
+            nn.AdaptiveMaxPool2d(1),
+            nn.Flatten(),
+            nn.Linear(8 * w, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

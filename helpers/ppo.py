@@ -28,8 +28,15 @@ from .rl import ActorCritic, evaluate_policy, make_vector_env, torch_policy
 ArrayLike = Any  # numpy array or torch tensor
 
 
-def compute_gae(rewards: ArrayLike, values: ArrayLike, next_values: ArrayLike, terminated: ArrayLike,
-                dones: ArrayLike, gamma: float = 0.99, lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+def compute_gae(
+    rewards: ArrayLike,
+    values: ArrayLike,
+    next_values: ArrayLike,
+    terminated: ArrayLike,
+    dones: ArrayLike,
+    gamma: float = 0.99,
+    lam: float = 0.95,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimates GAE(gamma, lambda) and the critic's targets (lambda-returns).
 
     Signature: ``compute_gae(rewards, values, next_values, terminated, dones, gamma, lam) -> (advantages, returns)``.
@@ -55,15 +62,32 @@ def compute_gae(rewards: ArrayLike, values: ArrayLike, next_values: ArrayLike, t
     n-step (Monte-Carlo until the rollout's end) advantage used by A2C; ``lam=0`` the one-step TD error.
     Both outputs are float32 tensors with the shape of ``rewards``.
     """
-    def as_float(x: ArrayLike) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=torch.float32)
 
-    rewards, values, next_values = as_float(rewards), as_float(values), as_float(next_values)
+    def as_float(x: ArrayLike) -> torch.Tensor:
+        return torch.as_tensor(
+            np.asarray(x) if not torch.is_tensor(x) else x, dtype=torch.float32
+        )
+
+    rewards, values, next_values = (
+        as_float(rewards),
+        as_float(values),
+        as_float(next_values),
+    )
     terminated, dones = as_float(terminated), as_float(dones)
-    if not (rewards.shape == values.shape == next_values.shape == terminated.shape == dones.shape):
-        raise ValueError("rewards, values, next_values, terminated and dones must have the same shape, got "
-                         f"{[tuple(x.shape) for x in (rewards, values, next_values, terminated, dones)]}")
-    ends = torch.maximum(dones, terminated)  # a terminated step is always the end of an episode
+    if not (
+        rewards.shape
+        == values.shape
+        == next_values.shape
+        == terminated.shape
+        == dones.shape
+    ):
+        raise ValueError(
+            "rewards, values, next_values, terminated and dones must have the same shape, got "
+            f"{[tuple(x.shape) for x in (rewards, values, next_values, terminated, dones)]}"
+        )
+    ends = torch.maximum(
+        dones, terminated
+    )  # a terminated step is always the end of an episode
     deltas = rewards + gamma * (1.0 - terminated) * next_values - values
     advantages = torch.zeros_like(rewards)
     running = torch.zeros_like(rewards[0])
@@ -73,8 +97,12 @@ def compute_gae(rewards: ArrayLike, values: ArrayLike, next_values: ArrayLike, t
     return advantages, advantages + values
 
 
-def clipped_surrogate_loss(new_log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,
-                           clip_eps: float | None) -> torch.Tensor:
+def clipped_surrogate_loss(
+    new_log_prob: torch.Tensor,
+    old_log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_eps: float | None,
+) -> torch.Tensor:
     """PPO's policy loss: minus the clipped surrogate objective, averaged over the batch.
 
     ``L = -mean(min(rho * A, clip(rho, 1 - eps, 1 + eps) * A))`` with the probability ratio
@@ -100,7 +128,9 @@ class RunningMeanStd(nn.Module):
     greedy policy evaluated later sees exactly the normalisation it was trained with.
     """
 
-    def __init__(self, shape: tuple[int, ...] = (), eps: float = 1e-8, clip: float = 10.0) -> None:
+    def __init__(
+        self, shape: tuple[int, ...] = (), eps: float = 1e-8, clip: float = 10.0
+    ) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(shape))
         self.register_buffer("var", torch.ones(shape))
@@ -113,11 +143,16 @@ class RunningMeanStd(nn.Module):
         batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
         delta, total = batch_mean - self.mean, self.count + n
         self.mean += delta * n / total
-        self.var.copy_((self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total)
+        self.var.copy_(
+            (self.var * self.count + batch_var * n + delta**2 * self.count * n / total)
+            / total
+        )
         self.count.copy_(total)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.clamp((x - self.mean) / torch.sqrt(self.var + self.eps), -self.clip, self.clip)
+        return torch.clamp(
+            (x - self.mean) / torch.sqrt(self.var + self.eps), -self.clip, self.clip
+        )
 
 
 @dataclass
@@ -164,8 +199,14 @@ class Rollout:
 
 
 @torch.no_grad()
-def collect_rollout(envs: gym.vector.VectorEnv, model: ActorCritic, obs_norm: nn.Module, obs: np.ndarray,
-                    prev_done: np.ndarray, num_steps: int) -> tuple[Rollout, np.ndarray, np.ndarray, list]:
+def collect_rollout(
+    envs: gym.vector.VectorEnv,
+    model: ActorCritic,
+    obs_norm: nn.Module,
+    obs: np.ndarray,
+    prev_done: np.ndarray,
+    num_steps: int,
+) -> tuple[Rollout, np.ndarray, np.ndarray, list]:
     """Run the current stochastic policy for ``num_steps`` steps in every copy of ``envs``.
 
     Returns the rollout, the observation and done flags to continue from, and the finished training episodes
@@ -187,10 +228,16 @@ def collect_rollout(envs: gym.vector.VectorEnv, model: ActorCritic, obs_norm: nn
         raw_buf.append(raw)
         dist = model.distribution(x)
         action = dist.sample()
-        obs_buf.append(x), act_buf.append(action), logp_buf.append(dist.log_prob(action))
+        (
+            obs_buf.append(x),
+            act_buf.append(action),
+            logp_buf.append(dist.log_prob(action)),
+        )
         val_buf.append(model.value(x))
         env_action = action.numpy()
-        if isinstance(space, gym.spaces.Box):  # the Gaussian is unbounded; the environment is not
+        if isinstance(
+            space, gym.spaces.Box
+        ):  # the Gaussian is unbounded; the environment is not
             env_action = np.clip(env_action, space.low, space.high)
         obs, r, terminated, truncated, info = envs.step(env_action)
         rew[t], term[t], done[t] = r, terminated, terminated | truncated
@@ -198,18 +245,39 @@ def collect_rollout(envs: gym.vector.VectorEnv, model: ActorCritic, obs_norm: nn
         prev_done = terminated | truncated
         if "episode" in info:
             for i in np.flatnonzero(info["_episode"]):
-                episodes.append((int(i), t, float(info["episode"]["r"][i]), int(info["episode"]["l"][i])))
+                episodes.append(
+                    (
+                        int(i),
+                        t,
+                        float(info["episode"]["r"][i]),
+                        int(info["episode"]["l"][i]),
+                    )
+                )
     last_value = model.value(obs_norm(torch.as_tensor(obs, dtype=torch.float32)))
     values = torch.stack(val_buf)
-    rollout = Rollout(obs=torch.stack(obs_buf), raw_obs=torch.stack(raw_buf), actions=torch.stack(act_buf), log_probs=torch.stack(logp_buf),
-                      values=values, next_values=torch.cat([values[1:], last_value[None]]),
-                      rewards=torch.from_numpy(rew), terminated=torch.from_numpy(term),
-                      dones=torch.from_numpy(done), valid=torch.from_numpy(valid))
+    rollout = Rollout(
+        obs=torch.stack(obs_buf),
+        raw_obs=torch.stack(raw_buf),
+        actions=torch.stack(act_buf),
+        log_probs=torch.stack(logp_buf),
+        values=values,
+        next_values=torch.cat([values[1:], last_value[None]]),
+        rewards=torch.from_numpy(rew),
+        terminated=torch.from_numpy(term),
+        dones=torch.from_numpy(done),
+        valid=torch.from_numpy(valid),
+    )
     return rollout, obs, prev_done, episodes
 
 
-def ppo_update(model: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Rollout, advantages: torch.Tensor,
-               returns: torch.Tensor, cfg: PPOConfig) -> dict[str, float]:
+def ppo_update(
+    model: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    rollout: Rollout,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    cfg: PPOConfig,
+) -> dict[str, float]:
     """Several epochs of minibatch gradient steps on one rollout; returns diagnostics of the update.
 
     Loss per minibatch: clipped policy loss + ``vf_coef`` * value loss - ``ent_coef`` * entropy. The
@@ -231,13 +299,15 @@ def ppo_update(model: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Ro
     for _ in range(cfg.epochs):
         order = torch.randperm(size)
         for start in range(0, size - mb_size + 1, mb_size):
-            idx = order[start:start + mb_size]
+            idx = order[start : start + mb_size]
             dist = model.distribution(obs[idx])
             new_log_probs = dist.log_prob(actions[idx])
             adv = adv_all[idx]
             if cfg.norm_adv:
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-            policy_loss = clipped_surrogate_loss(new_log_probs, old_log_probs[idx], adv, cfg.clip_eps)
+            policy_loss = clipped_surrogate_loss(
+                new_log_probs, old_log_probs[idx], adv, cfg.clip_eps
+            )
             value_loss = 0.5 * (model.value(obs[idx]) - ret_all[idx]).pow(2).mean()
             entropy = dist.entropy().mean()
             loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
@@ -247,15 +317,26 @@ def ppo_update(model: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Ro
             optimizer.step()
             with torch.no_grad():
                 eps = cfg.clip_eps if cfg.clip_eps is not None else 0.2
-                clipped += ((new_log_probs - old_log_probs[idx]).exp().sub(1).abs() > eps).float().sum().item()
+                clipped += (
+                    ((new_log_probs - old_log_probs[idx]).exp().sub(1).abs() > eps)
+                    .float()
+                    .sum()
+                    .item()
+                )
                 count += len(idx)
     with torch.no_grad():
         log_ratio = model.distribution(obs).log_prob(actions) - old_log_probs
         approx_kl = ((log_ratio.exp() - 1) - log_ratio).mean().item()
         explained = 1 - (ret_all - model.value(obs)).var() / (ret_all.var() + 1e-8)
-    return {"policy_loss": policy_loss.item(), "value_loss": value_loss.item(), "entropy": entropy.item(),
-            "approx_kl": approx_kl, "clip_fraction": clipped / max(count, 1),
-            "explained_variance": explained.item(), "max_ratio": log_ratio.exp().max().item()}
+    return {
+        "policy_loss": policy_loss.item(),
+        "value_loss": value_loss.item(),
+        "entropy": entropy.item(),
+        "approx_kl": approx_kl,
+        "clip_fraction": clipped / max(count, 1),
+        "explained_variance": explained.item(),
+        "max_ratio": log_ratio.exp().max().item(),
+    }
 
 
 @dataclass
@@ -264,14 +345,22 @@ class PPOResult:
 
     model: ActorCritic
     obs_norm: nn.Module
-    episode_steps: list[int] = field(default_factory=list)     # env step at which each training episode ended
+    episode_steps: list[int] = field(
+        default_factory=list
+    )  # env step at which each training episode ended
     episode_returns: list[float] = field(default_factory=list)
-    updates: list[dict[str, float]] = field(default_factory=list)  # ppo_update's diagnostics, plus "step"
-    eval_steps: list[int] = field(default_factory=list)        # periodic greedy evaluations during training
-    eval_returns: list[float] = field(default_factory=list)    # (mean return over eval_episodes)
+    updates: list[dict[str, float]] = field(
+        default_factory=list
+    )  # ppo_update's diagnostics, plus "step"
+    eval_steps: list[int] = field(
+        default_factory=list
+    )  # periodic greedy evaluations during training
+    eval_returns: list[float] = field(
+        default_factory=list
+    )  # (mean return over eval_episodes)
     env_steps: int = 0
-    wall_time: float = 0.0     # seconds of training, without the periodic evaluations
-    eval_time: float = 0.0     # seconds spent in the periodic evaluations
+    wall_time: float = 0.0  # seconds of training, without the periodic evaluations
+    eval_time: float = 0.0  # seconds spent in the periodic evaluations
 
     def policy(self, env_id: str) -> Callable[[np.ndarray], int | np.ndarray]:
         """The greedy policy (arg-max logits, or the Gaussian mean clipped to the action bounds) for
@@ -286,16 +375,28 @@ class PPOResult:
     def steps_to_reach(self, threshold: float) -> int | None:
         """First periodic evaluation step whose mean greedy return was >= ``threshold`` (None if never); the
         same measure as the DQN chapter's, so the two can be compared."""
-        return next((s for s, r in zip(self.eval_steps, self.eval_returns) if r >= threshold), None)
+        return next(
+            (s for s, r in zip(self.eval_steps, self.eval_returns) if r >= threshold),
+            None,
+        )
 
     def curve(self) -> tuple[list[int], list[float]]:
         """``(steps, returns)``: one seed's entry for :func:`helpers.rl.plot_returns`."""
         return self.episode_steps, self.episode_returns
 
 
-def train_ppo(env_id: str, total_steps: int, cfg: PPOConfig | None = None, seed: int = 0,
-              progress: bool = True, desc: str | None = None, eval_every: int | None = None,
-              eval_episodes: int = 10, eval_seed: int = 50_000, stop_return: float | None = None) -> PPOResult:
+def train_ppo(
+    env_id: str,
+    total_steps: int,
+    cfg: PPOConfig | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str | None = None,
+    eval_every: int | None = None,
+    eval_episodes: int = 10,
+    eval_seed: int = 50_000,
+    stop_return: float | None = None,
+) -> PPOResult:
     """Train PPO on ``env_id`` for (about) ``total_steps`` environment steps, counted over all copies.
 
     Seeds torch's global generator and the environments with ``seed``, so a call is reproducible on CPU.
@@ -317,28 +418,45 @@ def train_ppo(env_id: str, total_steps: int, cfg: PPOConfig | None = None, seed:
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     continuous = isinstance(act_space, gym.spaces.Box)
     act_dim = int(np.prod(act_space.shape)) if continuous else int(act_space.n)
-    model = ActorCritic(int(np.prod(obs_space.shape)), act_dim, continuous=continuous, hidden=cfg.hidden,
-                        log_std_init=cfg.log_std_init)
-    obs_norm: nn.Module = RunningMeanStd(obs_space.shape) if cfg.norm_obs else nn.Identity()
+    model = ActorCritic(
+        int(np.prod(obs_space.shape)),
+        act_dim,
+        continuous=continuous,
+        hidden=cfg.hidden,
+        log_std_init=cfg.log_std_init,
+    )
+    obs_norm: nn.Module = (
+        RunningMeanStd(obs_space.shape) if cfg.norm_obs else nn.Identity()
+    )
     ret_rms = RunningMeanStd(())
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=1e-5)
     result = PPOResult(model=model, obs_norm=obs_norm)
     batch = cfg.num_envs * cfg.num_steps
-    num_updates = max(1, -(-total_steps // batch))  # round up: at least total_steps, like SB3
+    num_updates = max(
+        1, -(-total_steps // batch)
+    )  # round up: at least total_steps, like SB3
     obs, _ = envs.reset(seed=[seed + i for i in range(cfg.num_envs)])
     prev_done = np.zeros(cfg.num_envs, bool)
     disc_return = np.zeros(cfg.num_envs)
     start = time.perf_counter()
-    bar = tqdm(range(num_updates), desc=desc or f"PPO {env_id} seed {seed}", disable=not progress)
+    bar = tqdm(
+        range(num_updates),
+        desc=desc or f"PPO {env_id} seed {seed}",
+        disable=not progress,
+    )
     for update in bar:
         if cfg.anneal_lr:
             optimizer.param_groups[0]["lr"] = cfg.lr * (1.0 - update / num_updates)
-        rollout, obs, prev_done, episodes = collect_rollout(envs, model, obs_norm, obs, prev_done, cfg.num_steps)
+        rollout, obs, prev_done, episodes = collect_rollout(
+            envs, model, obs_norm, obs, prev_done, cfg.num_steps
+        )
         for env_i, t, ep_return, _ in sorted(episodes, key=lambda e: (e[1], e[0])):
             result.episode_steps.append(result.env_steps + (t + 1) * cfg.num_envs)
             result.episode_returns.append(ep_return)
         result.env_steps += batch
-        if cfg.norm_reward:  # scale rewards by the running std of the discounted return (not its mean)
+        if (
+            cfg.norm_reward
+        ):  # scale rewards by the running std of the discounted return (not its mean)
             rets = []
             for t in range(cfg.num_steps):
                 disc_return = disc_return * cfg.gamma + rollout.rewards[t].numpy()
@@ -346,26 +464,43 @@ def train_ppo(env_id: str, total_steps: int, cfg: PPOConfig | None = None, seed:
                 disc_return[rollout.dones[t].numpy() > 0] = 0.0
             ret_rms.update(torch.as_tensor(np.array(rets)))
             rollout.rewards = rollout.rewards / torch.sqrt(ret_rms.var + 1e-8)
-        advantages, returns = compute_gae(rollout.rewards, rollout.values, rollout.next_values,
-                                          rollout.terminated, rollout.dones, cfg.gamma, cfg.lam)
+        advantages, returns = compute_gae(
+            rollout.rewards,
+            rollout.values,
+            rollout.next_values,
+            rollout.terminated,
+            rollout.dones,
+            cfg.gamma,
+            cfg.lam,
+        )
         if cfg.norm_obs:  # statistics move between rollouts, never within one
             obs_norm.update(rollout.raw_obs[rollout.valid])
         stats = ppo_update(model, optimizer, rollout, advantages, returns, cfg)
         stats["step"] = result.env_steps
         result.updates.append(stats)
-        if eval_every and (result.env_steps // eval_every > (result.env_steps - batch) // eval_every
-                           or update == num_updates - 1):
+        if eval_every and (
+            result.env_steps // eval_every > (result.env_steps - batch) // eval_every
+            or update == num_updates - 1
+        ):
             eval_start = time.perf_counter()
-            score = evaluate_policy(result.policy(env_id), env_id, episodes=eval_episodes, seed=eval_seed).mean()
+            score = evaluate_policy(
+                result.policy(env_id), env_id, episodes=eval_episodes, seed=eval_seed
+            ).mean()
             result.eval_time += time.perf_counter() - eval_start
             result.eval_steps.append(result.env_steps)
             result.eval_returns.append(float(score))
         if result.episode_returns:
-            bar.set_postfix(ret=f"{np.mean(result.episode_returns[-10:]):.1f}", kl=f"{stats['approx_kl']:.4f}")
-        if stop_return is not None and result.eval_returns and result.eval_steps[-1] == result.env_steps \
-                and result.eval_returns[-1] >= stop_return:
+            bar.set_postfix(
+                ret=f"{np.mean(result.episode_returns[-10:]):.1f}",
+                kl=f"{stats['approx_kl']:.4f}",
+            )
+        if (
+            stop_return is not None
+            and result.eval_returns
+            and result.eval_steps[-1] == result.env_steps
+            and result.eval_returns[-1] >= stop_return
+        ):
             break
     result.wall_time = time.perf_counter() - start - result.eval_time
     envs.close()
     return result
-

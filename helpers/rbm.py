@@ -36,7 +36,9 @@ class RBM(nn.Module):
     def __init__(self, n_visible: int, n_hidden: int, init_std: float = 0.01):
         super().__init__()
         if n_visible < 1 or n_hidden < 1:
-            raise ValueError(f"sizes must be positive, got {n_visible} visible and {n_hidden} hidden units")
+            raise ValueError(
+                f"sizes must be positive, got {n_visible} visible and {n_hidden} hidden units"
+            )
         self.W = nn.Parameter(torch.randn(n_hidden, n_visible) * init_std)
         self.v_bias = nn.Parameter(torch.zeros(n_visible))
         self.h_bias = nn.Parameter(torch.zeros(n_hidden))
@@ -81,7 +83,11 @@ class RBM(nn.Module):
     # --- energies -------------------------------------------------------------------------------------
     def energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """``E(v, h) = -b^T v - c^T h - h^T W v`` for every row of a batch."""
-        return -(v @ self.v_bias) - (h @ self.h_bias) - (F.linear(v, self.W) * h).sum(dim=1)
+        return (
+            -(v @ self.v_bias)
+            - (h @ self.h_bias)
+            - (F.linear(v, self.W) * h).sum(dim=1)
+        )
 
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
         """``F(v) = -log sum_h exp(-E(v, h)) = -b^T v - sum_j softplus(c_j + W_j v)``.
@@ -89,7 +95,9 @@ class RBM(nn.Module):
         Summing out the binary hidden units in closed form is what makes ``p(v) = exp(-F(v)) / Z`` tractable
         up to the partition function ``Z``.
         """
-        return -(v @ self.v_bias) - F.softplus(F.linear(v, self.W, self.h_bias)).sum(dim=1)
+        return -(v @ self.v_bias) - F.softplus(F.linear(v, self.W, self.h_bias)).sum(
+            dim=1
+        )
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         """Features of ``v``: the hidden probabilities (what the next RBM of a DBN is trained on)."""
@@ -101,8 +109,13 @@ class RBM(nn.Module):
         return self.p_v(self.p_h(v))
 
 
-def cd_step(rbm: RBM, v0: torch.Tensor, optimizer: torch.optim.Optimizer, k: int = 1,
-            chain: torch.Tensor | None = None) -> tuple[float, torch.Tensor]:
+def cd_step(
+    rbm: RBM,
+    v0: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    k: int = 1,
+    chain: torch.Tensor | None = None,
+) -> tuple[float, torch.Tensor]:
     """One CD-k (or persistent CD) update on a mini-batch ``v0`` of visible vectors in [0, 1].
 
     The negative ("model") sample comes from ``k`` Gibbs steps started at the data (CD-k) or at the
@@ -114,7 +127,12 @@ def cd_step(rbm: RBM, v0: torch.Tensor, optimizer: torch.optim.Optimizer, k: int
     with torch.no_grad():
         start = v0 if chain is None else chain
         v_k, p_vk = rbm.gibbs(start, k)
-        recon_error = F.mse_loss(rbm.reconstruct(v0), v0, reduction="none").sum(dim=1).mean().item()
+        recon_error = (
+            F.mse_loss(rbm.reconstruct(v0), v0, reduction="none")
+            .sum(dim=1)
+            .mean()
+            .item()
+        )
     # probabilities instead of binary samples in the negative phase: same expectation, less noise
     loss = rbm.free_energy(v0).mean() - rbm.free_energy(p_vk).mean()
     optimizer.zero_grad(set_to_none=True)
@@ -123,9 +141,21 @@ def cd_step(rbm: RBM, v0: torch.Tensor, optimizer: torch.optim.Optimizer, k: int
     return recon_error, v_k
 
 
-def train_rbm(rbm: RBM, data: torch.Tensor, *, epochs: int, batch_size: int = 64, lr: float = 0.05,
-              momentum: float = 0.5, weight_decay: float = 1e-4, k: int = 1, persistent: bool = False,
-              seed: int = 0, desc: str = "RBM", progress: bool = True) -> list[float]:
+def train_rbm(
+    rbm: RBM,
+    data: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int = 64,
+    lr: float = 0.05,
+    momentum: float = 0.5,
+    weight_decay: float = 1e-4,
+    k: int = 1,
+    persistent: bool = False,
+    seed: int = 0,
+    desc: str = "RBM",
+    progress: bool = True,
+) -> list[float]:
     """Train ``rbm`` on ``data`` (N, n_visible) in [0, 1] with CD-k or PCD-k and SGD with momentum.
 
     Returns the mean squared reconstruction error (summed over pixels, averaged over images) of every
@@ -134,24 +164,36 @@ def train_rbm(rbm: RBM, data: torch.Tensor, *, epochs: int, batch_size: int = 64
     if data.ndim != 2 or data.shape[1] != rbm.n_visible:
         raise ValueError(f"data must be (N, {rbm.n_visible}), got {tuple(data.shape)}")
     if data.device != rbm.W.device:
-        raise ValueError(f"data is on {data.device} but the RBM on {rbm.W.device}: "
-                         f"move one of them, e.g. rbm.to(data.device)")
-    optimizer = torch.optim.SGD(rbm.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+        raise ValueError(
+            f"data is on {data.device} but the RBM on {rbm.W.device}: "
+            f"move one of them, e.g. rbm.to(data.device)"
+        )
+    optimizer = torch.optim.SGD(
+        rbm.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
+    )
     g = torch.Generator(device=data.device).manual_seed(seed)
     n = len(data)
-    chain = torch.bernoulli(torch.full((batch_size, rbm.n_visible), 0.5, device=data.device)) if persistent else None
+    chain = (
+        torch.bernoulli(
+            torch.full((batch_size, rbm.n_visible), 0.5, device=data.device)
+        )
+        if persistent
+        else None
+    )
     errors: list[float] = []
     steps = -(-n // batch_size)
-    with tqdm(total=epochs * steps, desc=desc, unit="batch", disable=not progress) as bar:
+    with tqdm(
+        total=epochs * steps, desc=desc, unit="batch", disable=not progress
+    ) as bar:
         for _ in range(epochs):
             order = torch.randperm(n, generator=g, device=data.device)
             total = 0.0
             for i in range(steps):
-                batch = data[order[i * batch_size:(i + 1) * batch_size]]
-                use_chain = chain[:len(batch)] if chain is not None else None
+                batch = data[order[i * batch_size : (i + 1) * batch_size]]
+                use_chain = chain[: len(batch)] if chain is not None else None
                 err, v_k = cd_step(rbm, batch, optimizer, k=k, chain=use_chain)
                 if chain is not None:
-                    chain[:len(batch)] = v_k
+                    chain[: len(batch)] = v_k
                 total += err * len(batch)
                 bar.update()
             errors.append(total / n)
@@ -165,11 +207,15 @@ class DBN(nn.Module):
     def __init__(self, sizes: Sequence[int]):
         super().__init__()
         if len(sizes) < 2:
-            raise ValueError(f"a DBN needs at least two layer sizes, got {tuple(sizes)}")
+            raise ValueError(
+                f"a DBN needs at least two layer sizes, got {tuple(sizes)}"
+            )
         self.sizes = tuple(sizes)
         self.rbms = nn.ModuleList(RBM(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
 
-    def pretrain(self, data: torch.Tensor, *, epochs: int, **kwargs: object) -> list[list[float]]:
+    def pretrain(
+        self, data: torch.Tensor, *, epochs: int, **kwargs: object
+    ) -> list[list[float]]:
         """Greedy layer-wise pretraining: train RBM 1 on the data, RBM 2 on RBM 1's hidden probabilities, ...
 
         Each new layer models the distribution of the features below it, which (Hinton et al. 2006) never
@@ -178,8 +224,15 @@ class DBN(nn.Module):
         histories = []
         x = data
         for i, rbm in enumerate(self.rbms):
-            histories.append(train_rbm(rbm, x, epochs=epochs, desc=f"RBM {i + 1} ({rbm.n_visible}->{rbm.n_hidden})",
-                                       **kwargs))  # type: ignore[arg-type]
+            histories.append(
+                train_rbm(
+                    rbm,
+                    x,
+                    epochs=epochs,
+                    desc=f"RBM {i + 1} ({rbm.n_visible}->{rbm.n_hidden})",
+                    **kwargs,
+                )
+            )  # type: ignore[arg-type]
             with torch.no_grad():
                 x = rbm.p_h(x)
         return histories
@@ -196,7 +249,9 @@ class DBN(nn.Module):
         return sigmoid_mlp(self.sizes, num_classes, rbms=list(self.rbms))
 
 
-def sigmoid_mlp(sizes: Sequence[int], num_classes: int, rbms: Sequence[RBM] | None = None) -> nn.Sequential:
+def sigmoid_mlp(
+    sizes: Sequence[int], num_classes: int, rbms: Sequence[RBM] | None = None
+) -> nn.Sequential:
     """``Flatten -> (Linear -> Sigmoid) x L -> Linear``: the network a DBN is fine-tuned as.
 
     With ``rbms`` the hidden layers start from the pretrained weights; without, from PyTorch's default

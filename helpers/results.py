@@ -34,7 +34,9 @@ Value = float | int | str | bool | None
 
 def results_dir() -> Path:
     """The folder named by ``DLBOOK_RESULTS`` (default ``~/.cache/dlbook/results``)."""
-    return Path(os.environ.get("DLBOOK_RESULTS", Path.home() / ".cache" / "dlbook" / "results")).expanduser()
+    return Path(
+        os.environ.get("DLBOOK_RESULTS", Path.home() / ".cache" / "dlbook" / "results")
+    ).expanduser()
 
 
 def _plain(value):
@@ -65,8 +67,13 @@ def _commit() -> str | None:
     if not (repo / ".git").exists():
         return None
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
-                             timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -78,8 +85,14 @@ def _device_name(device: torch.device) -> str:
     return f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def record(chapter: str, metrics: Mapping[str, Value], *, data: str = "", curves: Mapping[str, Sequence] | None = None,
-           device: torch.device | None = None) -> Path:
+def record(
+    chapter: str,
+    metrics: Mapping[str, Value],
+    *,
+    data: str = "",
+    curves: Mapping[str, Sequence] | None = None,
+    device: torch.device | None = None,
+) -> Path:
     """Write a chapter's measured numbers to ``<results_dir>/<mode>/<chapter>.json`` and return the path.
 
     ``metrics`` are the headline numbers (accuracy, return, ...), ``data`` says what they were measured on
@@ -87,7 +100,9 @@ def record(chapter: str, metrics: Mapping[str, Value], *, data: str = "", curves
     environment steps). Recording twice overwrites: the file always describes the latest run.
     """
     if not chapter or not chapter.replace("_", "").isalnum():
-        raise ValueError(f"chapter must be a simple name like 'cnn_cifar10', got {chapter!r}")
+        raise ValueError(
+            f"chapter must be a simple name like 'cnn_cifar10', got {chapter!r}"
+        )
     if not metrics:
         raise ValueError("record at least one metric")
     device = device or get_device()
@@ -99,7 +114,11 @@ def record(chapter: str, metrics: Mapping[str, Value], *, data: str = "", curves
         "curves": _plain(dict(curves or {})),
         "wall_time_s": round(time.perf_counter() - _IMPORTED_AT, 1),
         "device": _device_name(device),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+        },
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "commit": _commit(),
     }
@@ -127,20 +146,71 @@ def _fmt(value: Value) -> str:
 
 # How a metric's name reads on the results page: its words, with these spelled as a reader knows them.
 _WORDS = {
-    "acc": "accuracy", "val": "validation", "auc": "ROC AUC", "mse": "MSE", "rmse": "RMSE", "psnr": "PSNR", "kl": "KL",
-    "lm": "language model", "char": "character", "seq": "sequence", "nats": "(nats)", "env": "environment", "eval": "evaluation",
-    "knn": "k-NN", "pca": "PCA", "sklearn": "scikit-learn", "q": "Q", "s": "(s)", "n": "number of", "2d": "2-D",
-    "grad": "gradient", "db": "diabetes", "frechet": "Fréchet distance", "sb3": "Stable-Baselines3", "cpu": "CPU",
-    "cuda": "CUDA", "bert": "BERT", "mnist": "MNIST", "frozenlake": "FrozenLake", "cartpole": "CartPole",
-    "sarsa": "SARSA", "reinforce": "REINFORCE", "seed0": "seed 0", "dcgan": "DCGAN", "ddqn": "Double DQN",
-    **{w: w.upper() for w in ("mlp", "cnn", "rnn", "lstm", "gru", "gan", "dbn", "rbm", "dqn", "ppo", "a2c", "a3c")},
-    "capsnet": "CapsNet", "transformer": "Transformer", "autoencoder": "autoencoder",
+    "acc": "accuracy",
+    "val": "validation",
+    "auc": "ROC AUC",
+    "mse": "MSE",
+    "rmse": "RMSE",
+    "psnr": "PSNR",
+    "kl": "KL",
+    "lm": "language model",
+    "char": "character",
+    "seq": "sequence",
+    "nats": "(nats)",
+    "env": "environment",
+    "eval": "evaluation",
+    "knn": "k-NN",
+    "pca": "PCA",
+    "sklearn": "scikit-learn",
+    "q": "Q",
+    "s": "(s)",
+    "n": "number of",
+    "2d": "2-D",
+    "grad": "gradient",
+    "db": "diabetes",
+    "frechet": "Fréchet distance",
+    "sb3": "Stable-Baselines3",
+    "cpu": "CPU",
+    "cuda": "CUDA",
+    "bert": "BERT",
+    "mnist": "MNIST",
+    "frozenlake": "FrozenLake",
+    "cartpole": "CartPole",
+    "sarsa": "SARSA",
+    "reinforce": "REINFORCE",
+    "seed0": "seed 0",
+    "dcgan": "DCGAN",
+    "ddqn": "Double DQN",
+    **{
+        w: w.upper()
+        for w in (
+            "mlp",
+            "cnn",
+            "rnn",
+            "lstm",
+            "gru",
+            "gan",
+            "dbn",
+            "rbm",
+            "dqn",
+            "ppo",
+            "a2c",
+            "a3c",
+        )
+    },
+    "capsnet": "CapsNet",
+    "transformer": "Transformer",
+    "autoencoder": "autoencoder",
 }
 
 
 def label(key: str) -> str:
     """A recorded metric's name in words, e.g. ``reinforce_median_steps_to_195`` -> "REINFORCE median steps to 195"."""
-    words = [_WORDS.get(w, _WORDS.get(w.lower(), w)) for w in key.replace(" ", "_").split("_") if w]
+    words = [
+        _WORDS.get(w, _WORDS.get(w.lower(), w))
+        for w in key.replace(" ", "_").split("_")
+        if w
+    ]
     text = " ".join(words)
     return text[:1].upper() + text[1:] if text else key
 
@@ -154,13 +224,23 @@ def markdown_tables(results: Sequence[Mapping]) -> str:
     """The results page's tables: one overview row per chapter, then every recorded metric per chapter."""
     if not results:
         return "No results recorded yet: run the notebooks (`make book` or `make notebooks`).\n"
-    lines = ["| chapter | mode | data | wall time (s) | device | torch |", "|---|---|---|---:|---|---|"]
+    lines = [
+        "| chapter | mode | data | wall time (s) | device | torch |",
+        "|---|---|---|---:|---|---|",
+    ]
     for r in results:
-        lines.append(f"| {r['chapter']} | {r['mode']} | {r['data']} | {r['wall_time_s']:.0f} | {r['device']} "
-                     f"| {r['versions']['torch']} |")
+        lines.append(
+            f"| {r['chapter']} | {r['mode']} | {r['data']} | {r['wall_time_s']:.0f} | {r['device']} "
+            f"| {r['versions']['torch']} |"
+        )
     for r in results:
-        lines += ["", f"**{r['chapter']}** ({r['mode']} mode, {r['finished']})", "", "| metric | value |",
-                  "|---|---:|"]
+        lines += [
+            "",
+            f"**{r['chapter']}** ({r['mode']} mode, {r['finished']})",
+            "",
+            "| metric | value |",
+            "|---|---:|",
+        ]
         lines += [f"| {label(k)} | {_value(v)} |" for k, v in r["metrics"].items()]
     return "\n".join(lines) + "\n"
 
@@ -173,12 +253,21 @@ HEADLINES = {
     "rnn": ("char_lm_val_loss_nats", "character LM validation loss {:.3f} nats"),
     "lstm": ("seq_mnist_test_acc", "row-by-row MNIST test accuracy {:.4f}"),
     "gru": ("gru_test_acc", "row-by-row MNIST test accuracy {:.4f}"),
-    "transformer": ("lm_val_loss_transformer", "character LM validation loss {:.3f} nats"),
+    "transformer": (
+        "lm_val_loss_transformer",
+        "character LM validation loss {:.3f} nats",
+    ),
     "autoencoder": ("anomaly_auc_conv", "anomaly detection ROC AUC {:.3f}"),
-    "gan": ("frechet_dcgan", "DCGAN Fréchet distance {:.2f} (real data {frechet_real_floor:.2f})"),
+    "gan": (
+        "frechet_dcgan",
+        "DCGAN Fréchet distance {:.2f} (real data {frechet_real_floor:.2f})",
+    ),
     "dbn": ("dbn_test_acc", "MNIST test accuracy {:.4f}"),
     "capsnet": ("capsnet_test_acc", "MNIST test accuracy {:.4f}"),
-    "q_learning": ("frozenlake_slippery_greedy_value_ratio", "slippery FrozenLake: {:.1%} of the optimal value"),
+    "q_learning": (
+        "frozenlake_slippery_greedy_value_ratio",
+        "slippery FrozenLake: {:.1%} of the optimal value",
+    ),
     "dqn": ("greedy_return_mean", "CartPole greedy return {:.1f} / 500"),
     "ppo": ("cartpole_greedy_return", "CartPole greedy return {:.1f} / 500"),
     "a2c": ("greedy_return", "CartPole greedy return {:.1f} / 500"),
@@ -189,12 +278,21 @@ HEADLINES = {
 def _headline(r: Mapping) -> str:
     key, text = HEADLINES.get(r["chapter"], (None, ""))
     value = r["metrics"].get(key) if key else None
-    return text.format(value, **r["metrics"]) if isinstance(value, (int, float)) else "see the results page"
+    return (
+        text.format(value, **r["metrics"])
+        if isinstance(value, (int, float))
+        else "see the results page"
+    )
 
 
 def _book_order(results: Sequence[Mapping]) -> list[Mapping]:
-    order = list(HEADLINES)      # the book's order; chapters not listed go last
-    return sorted(results, key=lambda r: order.index(r["chapter"]) if r["chapter"] in order else len(order))
+    order = list(HEADLINES)  # the book's order; chapters not listed go last
+    return sorted(
+        results,
+        key=lambda r: (
+            order.index(r["chapter"]) if r["chapter"] in order else len(order)
+        ),
+    )
 
 
 def _where(r: Mapping) -> str:
@@ -210,8 +308,11 @@ def headline_table(results: Sequence[Mapping], records: Sequence[Mapping] = ()) 
         return "No results recorded yet: run the notebooks (`make book`).\n"
     full = {r["chapter"]: r for r in records}
     extra = bool(full) and any(r["mode"] != "full" for r in results)
-    lines = ["| chapter | headline result | mode | run time | device |" + (" latest full-mode record |" if extra else ""),
-             "|---|---|---|---:|---|" + ("---|" if extra else "")]
+    lines = [
+        "| chapter | headline result | mode | run time | device |"
+        + (" latest full-mode record |" if extra else ""),
+        "|---|---|---|---:|---|" + ("---|" if extra else ""),
+    ]
     for r in _book_order(results):
         minutes = r["wall_time_s"] / 60
         row = f"| {r['chapter']} | {_headline(r)} | {r['mode']} | {minutes:.1f} min | {r['device']} |"
@@ -226,10 +327,15 @@ def records_table(records: Sequence[Mapping]) -> str:
     """The committed full-mode records: what each chapter reached with the real budgets, and where it ran."""
     if not records:
         return "No full-mode record committed yet (`make gpu-check` on a GPU machine records them).\n"
-    lines = ["| chapter | headline result | data | run time | device, date, commit |", "|---|---|---|---:|---|"]
+    lines = [
+        "| chapter | headline result | data | run time | device, date, commit |",
+        "|---|---|---|---:|---|",
+    ]
     for r in _book_order(records):
-        lines.append(f"| {r['chapter']} | {_headline(r)} | {r['data']} | {r['wall_time_s'] / 60:.1f} min "
-                     f"| {_where(r)} |")
+        lines.append(
+            f"| {r['chapter']} | {_headline(r)} | {r['data']} | {r['wall_time_s'] / 60:.1f} min "
+            f"| {_where(r)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -237,13 +343,24 @@ def records_table(records: Sequence[Mapping]) -> str:
 # dict of two equal-length lists (x and y) and an optional legend label, e.g.
 # ``curves={"cartpole_return": {"label": "DQN", "steps": [...], "return": [...]}}``.
 COMPARISONS = {
-    "cartpole_return": {"x": "steps", "y": "return", "smooth": 20, "file": "_results_cartpole.png",
-                        "title": "CartPole-v1: training-episode return vs environment steps (each chapter's main run)",
-                        "xlabel": "environment steps", "ylabel": "episode return (moving average of 20)"},
-    "recall_accuracy": {"x": "memory_length", "y": "accuracy", "smooth": 1, "file": "_results_recall.png",
-                        "title": "Delayed recall: test accuracy vs memory length (each chapter's own model and budget)",
-                        "xlabel": "memory length L (steps between the cue and the question)",
-                        "ylabel": "test accuracy (chance 0.125)"},
+    "cartpole_return": {
+        "x": "steps",
+        "y": "return",
+        "smooth": 20,
+        "file": "_results_cartpole.png",
+        "title": "CartPole-v1: training-episode return vs environment steps (each chapter's main run)",
+        "xlabel": "environment steps",
+        "ylabel": "episode return (moving average of 20)",
+    },
+    "recall_accuracy": {
+        "x": "memory_length",
+        "y": "accuracy",
+        "smooth": 1,
+        "file": "_results_recall.png",
+        "title": "Delayed recall: test accuracy vs memory length (each chapter's own model and budget)",
+        "xlabel": "memory length L (steps between the cue and the question)",
+        "ylabel": "test accuracy (chance 0.125)",
+    },
 }
 
 
@@ -256,17 +373,29 @@ def comparison_plots(results: Sequence[Mapping], folder: Path) -> list[tuple[str
 
     drawn = []
     for key, spec in COMPARISONS.items():
-        series = [(r["chapter"], r["curves"][key]) for r in results if key in r.get("curves", {})]
+        series = [
+            (r["chapter"], r["curves"][key])
+            for r in results
+            if key in r.get("curves", {})
+        ]
         if not series:
             continue
         fig, ax = plt.subplots(figsize=(8, 4.2))
         for chapter, curve in series:
-            x, y = np.asarray(curve[spec["x"]], float), np.asarray(curve[spec["y"]], float)
+            x, y = (
+                np.asarray(curve[spec["x"]], float),
+                np.asarray(curve[spec["y"]], float),
+            )
             w = min(spec["smooth"], len(y))
-            if w > 1:     # moving average, shown from the first full window
+            if w > 1:  # moving average, shown from the first full window
                 y = np.convolve(y, np.ones(w) / w, mode="valid")
-                x = x[w - 1:]
-            ax.plot(x, y, "-" if spec["smooth"] > 1 else "o-", label=curve.get("label", chapter))
+                x = x[w - 1 :]
+            ax.plot(
+                x,
+                y,
+                "-" if spec["smooth"] > 1 else "o-",
+                label=curve.get("label", chapter),
+            )
         ax.set(title=spec["title"], xlabel=spec["xlabel"], ylabel=spec["ylabel"])
         ax.legend()
         fig.tight_layout()
@@ -289,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(main.__doc__)
             return 2
         records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-        del args[i:i + 2]
+        del args[i : i + 2]
     if not args:
         print(main.__doc__)
         return 2
@@ -297,10 +426,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args[0])
     plots = comparison_plots(results, out.parent)
     figures = "".join(f"\n![{title}]({name})\n" for name, title in plots)
-    out.write_text((f"## Comparisons across chapters\n{figures}\n## Every chapter\n\n" if plots else "")
-                   + markdown_tables(results))
-    (out.parent / "_headlines.md").write_text(headline_table(results, records))   # included by the landing page
-    (out.parent / "_records.md").write_text(records_table(records))          # included by the results page
+    out.write_text(
+        (
+            f"## Comparisons across chapters\n{figures}\n## Every chapter\n\n"
+            if plots
+            else ""
+        )
+        + markdown_tables(results)
+    )
+    (out.parent / "_headlines.md").write_text(
+        headline_table(results, records)
+    )  # included by the landing page
+    (out.parent / "_records.md").write_text(
+        records_table(records)
+    )  # included by the results page
     print(f"{len(results)} chapter results, {len(plots)} comparison plots -> {out}")
     return 0
-

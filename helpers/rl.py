@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-import cloudpickle      # installed with gymnasium
+import cloudpickle  # installed with gymnasium
 import gymnasium as gym
 import matplotlib.pyplot as plt
 import numpy as np
@@ -43,22 +43,31 @@ def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
     return env
 
 
-def make_vector_env(env_id: str, num_envs: int, seed: int = 0, **kwargs) -> gym.vector.VectorEnv:
+def make_vector_env(
+    env_id: str, num_envs: int, seed: int = 0, **kwargs
+) -> gym.vector.VectorEnv:
     """``num_envs`` copies of an environment stepped together in this process (no subprocesses: safe in notebooks).
 
     Copy ``i`` is seeded with ``seed + i``. Vector environments reset a finished copy automatically.
     """
     if num_envs < 1:
         raise ValueError(f"num_envs must be at least 1, got {num_envs}")
-    envs = gym.vector.SyncVectorEnv([lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)])
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)]
+    )
     envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
     envs.reset(seed=[seed + i for i in range(num_envs)])
     envs.action_space.seed(seed)
     return envs
 
 
-def evaluate_policy(policy: Callable[[np.ndarray], int | np.ndarray], env_id: str, episodes: int = 100,
-                    seed: int = 10_000, **kwargs) -> np.ndarray:
+def evaluate_policy(
+    policy: Callable[[np.ndarray], int | np.ndarray],
+    env_id: str,
+    episodes: int = 100,
+    seed: int = 10_000,
+    **kwargs,
+) -> np.ndarray:
     """Returns of ``episodes`` complete episodes of ``policy`` (observation -> action), one seed per episode.
 
     Why a separate run: returns seen *during* training mix exploration noise and a policy that changes
@@ -93,9 +102,11 @@ def module_device(model: object) -> torch.device:
     return torch.device("cpu")
 
 
-def torch_policy(model: Callable[[torch.Tensor], torch.Tensor],
-                 device: torch.device | str | None = None,
-                 continuous: bool = False) -> Callable[[np.ndarray], int | np.ndarray]:
+def torch_policy(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device | str | None = None,
+    continuous: bool = False,
+) -> Callable[[np.ndarray], int | np.ndarray]:
     """Wrap a network that maps a batch of observations to action scores (or actions) into a greedy policy.
 
     For discrete actions the policy takes the arg-max of the scores (Q-values or logits); with
@@ -107,8 +118,11 @@ def torch_policy(model: Callable[[torch.Tensor], torch.Tensor],
 
     @torch.no_grad()
     def act(obs: np.ndarray) -> int | np.ndarray:
-        out = model(torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0))[0]
+        out = model(
+            torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0)
+        )[0]
         return out.cpu().numpy() if continuous else int(out.argmax())
+
     return act
 
 
@@ -129,9 +143,13 @@ def moving_average(x: Sequence[float] | np.ndarray, window: int) -> np.ndarray:
     return (csum[idx] - csum[lo]) / (idx - lo)
 
 
-def curve_area(steps: Sequence[float] | np.ndarray,
-               returns: Sequence[float] | np.ndarray,
-               budget: float, window: int = 20, points: int = 201) -> float:
+def curve_area(
+    steps: Sequence[float] | np.ndarray,
+    returns: Sequence[float] | np.ndarray,
+    budget: float,
+    window: int = 20,
+    points: int = 201,
+) -> float:
     """Area under a learning curve divided by its length: the average height of the
     training return over environment steps 0 .. ``budget``, in return units.
 
@@ -154,9 +172,15 @@ def curve_area(steps: Sequence[float] | np.ndarray,
     return float(np.mean(np.interp(grid, steps, moving_average(returns, window))))
 
 
-def plot_returns(runs: Mapping[str, Sequence[tuple[Sequence[float], Sequence[float]]]], *, title: str,
-                 target: float | None = None, window: int = 10, points: int = 200,
-                 ax: plt.Axes | None = None) -> plt.Figure:
+def plot_returns(
+    runs: Mapping[str, Sequence[tuple[Sequence[float], Sequence[float]]]],
+    *,
+    title: str,
+    target: float | None = None,
+    window: int = 10,
+    points: int = 200,
+    ax: plt.Axes | None = None,
+) -> plt.Figure:
     """Episode return against environment steps: for each label, the mean over seeds with a ± std band.
 
     ``runs[label]`` is one ``(steps, returns)`` pair per seed: the environment step at which each training
@@ -168,12 +192,16 @@ def plot_returns(runs: Mapping[str, Sequence[tuple[Sequence[float], Sequence[flo
     else:
         fig = ax.figure
     for i, (label, seeds) in enumerate(runs.items()):
-        seeds = [(np.asarray(s, float), np.asarray(r, float)) for s, r in seeds if len(s) > 0]
+        seeds = [
+            (np.asarray(s, float), np.asarray(r, float)) for s, r in seeds if len(s) > 0
+        ]
         if not seeds:
             continue
         end = min(s[-1] for s, _ in seeds)
         grid = np.linspace(0, end, points)
-        curves = np.stack([np.interp(grid, s, moving_average(r, window)) for s, r in seeds])
+        curves = np.stack(
+            [np.interp(grid, s, moving_average(r, window)) for s, r in seeds]
+        )
         mean, std = curves.mean(0), curves.std(0)
         ax.plot(grid, mean, color=f"C{i}", label=f"{label} (n={len(seeds)})")
         if len(seeds) > 1:
@@ -197,21 +225,37 @@ class ActorCritic(nn.Module):
     deviation is a learned, state-independent parameter.
     """
 
-    def __init__(self, obs_dim: int, action_dim: int, *, continuous: bool = False, hidden: int = 64,
-                 log_std_init: float = 0.0) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        *,
+        continuous: bool = False,
+        hidden: int = 64,
+        log_std_init: float = 0.0,
+    ) -> None:
         super().__init__()
         if obs_dim < 1 or action_dim < 1:
-            raise ValueError(f"obs_dim and action_dim must be positive, got {obs_dim} and {action_dim}")
+            raise ValueError(
+                f"obs_dim and action_dim must be positive, got {obs_dim} and {action_dim}"
+            )
         self.continuous = continuous
 
         def mlp(out: int, out_gain: float) -> nn.Sequential:
-            net = nn.Sequential(nn.Linear(obs_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
-                                nn.Linear(hidden, out))
+            net = nn.Sequential(
+                nn.Linear(obs_dim, hidden),
+                nn.Tanh(),
+                nn.Linear(hidden, hidden),
+                nn.Tanh(),
+                nn.Linear(hidden, out),
+            )
             # Orthogonal initialisation with a small last layer: the usual choice for PPO/A2C, which starts the
             # policy close to uniform and the value estimates close to zero.
             for layer in net:
                 if isinstance(layer, nn.Linear):
-                    nn.init.orthogonal_(layer.weight, gain=out_gain if layer is net[-1] else np.sqrt(2))
+                    nn.init.orthogonal_(
+                        layer.weight, gain=out_gain if layer is net[-1] else np.sqrt(2)
+                    )
                     nn.init.zeros_(layer.bias)
             return net
 
@@ -245,14 +289,20 @@ def parallel_jobs(n_runs: int) -> int:
     in this process, one after the other, exactly as written.
     """
     setting = os.environ.get("DLBOOK_JOBS") or os.environ.get("OMP_NUM_THREADS")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = (
+        len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count() or 1
+    )
     jobs = int(setting) if setting and setting.isdigit() else cores
     return max(1, min(jobs, n_runs))
 
 
 def _one_thread() -> None:
     torch.set_num_threads(1)
-    os.environ["TQDM_DISABLE"] = "1"      # a worker's bars would go to the terminal, not to the notebook
+    os.environ["TQDM_DISABLE"] = (
+        "1"  # a worker's bars would go to the terminal, not to the notebook
+    )
 
 
 def _call(payload: bytes):
@@ -260,7 +310,13 @@ def _call(payload: bytes):
     return fn(**kwargs)
 
 
-def run_many(fn: Callable, calls: Sequence[Mapping], *, jobs: int | None = None, desc: str = "runs") -> list:
+def run_many(
+    fn: Callable,
+    calls: Sequence[Mapping],
+    *,
+    jobs: int | None = None,
+    desc: str = "runs",
+) -> list:
     """``[fn(**kwargs) for kwargs in calls]``, computed by ``jobs`` processes side by side (default
     :func:`parallel_jobs`), in the order of ``calls``.
 
@@ -274,7 +330,14 @@ def run_many(fn: Callable, calls: Sequence[Mapping], *, jobs: int | None = None,
         return [fn(**kwargs) for kwargs in tqdm(calls, desc=desc)]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_one_thread) as pool:
-        futures = [pool.submit(_call, cloudpickle.dumps((fn, dict(kwargs)))) for kwargs in calls]
-        for _ in tqdm(as_completed(futures), total=len(futures), desc=f"{desc} ({jobs} side by side)"):
+        futures = [
+            pool.submit(_call, cloudpickle.dumps((fn, dict(kwargs))))
+            for kwargs in calls
+        ]
+        for _ in tqdm(
+            as_completed(futures),
+            total=len(futures),
+            desc=f"{desc} ({jobs} side by side)",
+        ):
             pass
         return [f.result() for f in futures]

@@ -65,13 +65,15 @@ DATA_FILES = Path(__file__).resolve().parent / "data_files"
 TEXT_SOURCE = (
     "Jane Austen, 'Pride and Prejudice' (1813): public domain. Project Gutenberg's plain-text edition "
     "as packaged in the R package janeaustenr 1.0.0 (Julia Silge, MIT licence; Debian package "
-    "r-cran-janeaustenr), shipped gzipped in helpers/data_files/pride_and_prejudice.txt.gz.")
+    "r-cran-janeaustenr), shipped gzipped in helpers/data_files/pride_and_prejudice.txt.gz."
+)
 
 _TEXTS = {"pride_and_prejudice": "pride_and_prejudice.txt.gz"}
 _CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 # --- models ------------------------------------------------------------------------------------------
+
 
 class RNNModel(nn.Module):
     """Elman RNN classifier/regressor: ``nn.RNN``, last hidden state -> ``nn.Linear``.
@@ -80,35 +82,51 @@ class RNNModel(nn.Module):
     which is exactly what the long-memory experiments probe.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, output_size: int, num_layers: int = 1):
+    def __init__(
+        self, input_size: int, hidden_size: int, output_size: int, num_layers: int = 1
+    ):
         super().__init__()
-        self.rnn = nn.RNN(input_size, hidden_size, num_layers=num_layers, batch_first=True)
+        self.rnn = nn.RNN(
+            input_size, hidden_size, num_layers=num_layers, batch_first=True
+        )
         self.fc = nn.Linear(hidden_size, output_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(x)            # out: (batch, time, hidden), the top layer's h_t for every t
-        return self.fc(out[:, -1])      # predict from the last time step
+        out, _ = self.rnn(
+            x
+        )  # out: (batch, time, hidden), the top layer's h_t for every t
+        return self.fc(out[:, -1])  # predict from the last time step
 
 
 class LSTMModel(nn.Module):
     """LSTM: ``nn.LSTM`` (Hochreiter & Schmidhuber 1997), last step -> Linear."""
 
-    def __init__(self, input_size: int, hidden_size: int, output_size: int, num_layers: int = 1):
+    def __init__(
+        self, input_size: int, hidden_size: int, output_size: int, num_layers: int = 1
+    ):
         super().__init__()
-        self.lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True)
+        self.lstm = nn.LSTM(
+            input_size, hidden_size, num_layers=num_layers, batch_first=True
+        )
         self.fc = nn.Linear(hidden_size, output_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, (h_n, c_n) = self.lstm(x)  # h_n, c_n: final hidden and cell states, (layers, batch, hidden)
+        out, (h_n, c_n) = self.lstm(
+            x
+        )  # h_n, c_n: final hidden and cell states, (layers, batch, hidden)
         return self.fc(out[:, -1])
 
 
 class GRUModel(nn.Module):
     """GRU: ``nn.GRU`` (Cho et al. 2014), last step -> Linear."""
 
-    def __init__(self, input_size: int, hidden_size: int, output_size: int, num_layers: int = 1):
+    def __init__(
+        self, input_size: int, hidden_size: int, output_size: int, num_layers: int = 1
+    ):
         super().__init__()
-        self.gru = nn.GRU(input_size, hidden_size, num_layers=num_layers, batch_first=True)
+        self.gru = nn.GRU(
+            input_size, hidden_size, num_layers=num_layers, batch_first=True
+        )
         self.fc = nn.Linear(hidden_size, output_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -131,19 +149,23 @@ def chrono_init(model: nn.Module, t_max: float) -> nn.Module:
     for lstm in (m for m in model.modules() if isinstance(m, nn.LSTM)):
         h = lstm.hidden_size
         for layer in range(lstm.num_layers):
-            b_ih, b_hh = getattr(lstm, f"bias_ih_l{layer}"), getattr(lstm, f"bias_hh_l{layer}")
+            b_ih, b_hh = (
+                getattr(lstm, f"bias_ih_l{layer}"),
+                getattr(lstm, f"bias_hh_l{layer}"),
+            )
             with torch.no_grad():
                 # drawn on the CPU (the same numbers on every device), then moved to
                 # the layer's device and dtype
                 b_f = torch.log(torch.empty(h).uniform_(1.0, t_max - 1.0)).to(b_ih)
-                b_ih[h:2 * h] = b_f          # forget gate
-                b_ih[:h] = -b_f              # input gate
-                b_hh[:2 * h] = 0.0
+                b_ih[h : 2 * h] = b_f  # forget gate
+                b_ih[:h] = -b_f  # input gate
+                b_hh[: 2 * h] = 0.0
     return model
 
 
-def make_classifier(cell: str, input_size: int, hidden_size: int, output_size: int,
-                    num_layers: int = 1) -> nn.Module:
+def make_classifier(
+    cell: str, input_size: int, hidden_size: int, output_size: int, num_layers: int = 1
+) -> nn.Module:
     """``RNNModel``, ``LSTMModel`` or ``GRUModel`` by name (``"rnn"``, ``"lstm"``, ``"gru"``), for comparison loops."""
     classes = {"rnn": RNNModel, "lstm": LSTMModel, "gru": GRUModel}
     if cell not in classes:
@@ -158,25 +180,41 @@ class CharLM(nn.Module):
     returned ``state`` lets :func:`sample` continue a text one character at a time without re-reading it.
     """
 
-    def __init__(self, vocab_size: int, hidden_size: int = 256, cell: str = "lstm", embed_dim: int = 64,
-                 num_layers: int = 1, dropout: float = 0.0):
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_size: int = 256,
+        cell: str = "lstm",
+        embed_dim: int = 64,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if cell not in _CELLS:
             raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
         self.cell = cell
         self.embed = nn.Embedding(vocab_size, embed_dim)
-        self.rnn = _CELLS[cell](embed_dim, hidden_size, num_layers=num_layers, batch_first=True,
-                                dropout=dropout if num_layers > 1 else 0.0)
+        self.rnn = _CELLS[cell](
+            embed_dim,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, vocab_size)
 
-    def forward(self, ids: torch.Tensor, state: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+    def forward(
+        self,
+        ids: torch.Tensor,
+        state: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
         out, state = self.rnn(self.embed(ids), state)
         return self.head(self.drop(out)), state
 
 
 # --- text ------------------------------------------------------------------------------------------
+
 
 def load_text(name: str = "pride_and_prejudice") -> str:
     """A public-domain book shipped with this package (see :data:`TEXT_SOURCE`), as one string.
@@ -225,7 +263,9 @@ class CharDataset(torch.utils.data.Dataset):
 
     def __init__(self, ids: torch.Tensor, seq_len: int):
         if seq_len < 1 or len(ids) < seq_len + 1:
-            raise ValueError(f"need seq_len >= 1 and at least seq_len + 1 ids, got {seq_len} and {len(ids)}")
+            raise ValueError(
+                f"need seq_len >= 1 and at least seq_len + 1 ids, got {seq_len} and {len(ids)}"
+            )
         self.ids, self.seq_len = ids, seq_len
 
     def __len__(self) -> int:
@@ -235,14 +275,22 @@ class CharDataset(torch.utils.data.Dataset):
         if not 0 <= i < len(self):
             raise IndexError(i)
         start = i * self.seq_len
-        return self.ids[start:start + self.seq_len], self.ids[start + 1:start + self.seq_len + 1]
+        return self.ids[start : start + self.seq_len], self.ids[
+            start + 1 : start + self.seq_len + 1
+        ]
 
 
-def random_char_batch(ids: torch.Tensor, batch_size: int, seq_len: int,
-                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def random_char_batch(
+    ids: torch.Tensor,
+    batch_size: int,
+    seq_len: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``batch_size`` windows starting at random offsets: every step sees new text, no epoch bookkeeping."""
     if len(ids) < seq_len + 1:
-        raise ValueError(f"text of {len(ids)} ids is shorter than seq_len + 1 = {seq_len + 1}")
+        raise ValueError(
+            f"text of {len(ids)} ids is shorter than seq_len + 1 = {seq_len + 1}"
+        )
     starts = torch.randint(0, len(ids) - seq_len, (batch_size,), generator=generator)
     offsets = torch.arange(seq_len + 1)
     windows = ids[starts[:, None] + offsets]
@@ -253,8 +301,13 @@ def _logits(out: torch.Tensor | tuple) -> torch.Tensor:
     return out[0] if isinstance(out, tuple) else out
 
 
-def evaluate_char_lm(model: nn.Module, ids: torch.Tensor, seq_len: int = 128, batch_size: int = 64,
-                     max_windows: int | None = None) -> float:
+def evaluate_char_lm(
+    model: nn.Module,
+    ids: torch.Tensor,
+    seq_len: int = 128,
+    batch_size: int = 64,
+    max_windows: int | None = None,
+) -> float:
     """Mean next-character cross-entropy in nats over non-overlapping windows (``exp`` of it is the perplexity).
 
     Each window starts from an empty state, as in training, so recurrent models and Transformers with a
@@ -270,18 +323,30 @@ def evaluate_char_lm(model: nn.Module, ids: torch.Tensor, seq_len: int = 128, ba
     total = 0.0
     with torch.no_grad():
         for i in range(0, n, batch_size):
-            x, y = xs[i:i + batch_size].to(device), ys[i:i + batch_size].to(device)
+            x, y = xs[i : i + batch_size].to(device), ys[i : i + batch_size].to(device)
             logits = _logits(model(x))
-            total += nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
-                                                 reduction="sum").item()
+            total += nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"
+            ).item()
     model.train(was_training)
     return total / (n * seq_len)
 
 
-def train_char_lm(model: nn.Module, train_ids: torch.Tensor, *, steps: int, batch_size: int = 32,
-                  seq_len: int = 128, lr: float = 3e-3, grad_clip: float = 1.0, val_ids: torch.Tensor | None = None,
-                  eval_every: int = 100, val_windows: int | None = 200, seed: int = 0,
-                  desc: str = "char LM") -> dict[str, list[float] | float]:
+def train_char_lm(
+    model: nn.Module,
+    train_ids: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int = 32,
+    seq_len: int = 128,
+    lr: float = 3e-3,
+    grad_clip: float = 1.0,
+    val_ids: torch.Tensor | None = None,
+    eval_every: int = 100,
+    val_windows: int | None = 200,
+    seed: int = 0,
+    desc: str = "char LM",
+) -> dict[str, list[float] | float]:
     """Train a character language model for ``steps`` Adam steps on random windows; return its curves.
 
     Returned keys: ``step``, ``train_loss`` (mean over the last ``eval_every`` steps), ``val_loss`` (if
@@ -294,8 +359,14 @@ def train_char_lm(model: nn.Module, train_ids: torch.Tensor, *, steps: int, batc
     device = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr / 10)
-    hist: dict[str, list[float] | float] = {"step": [], "train_loss": [], "val_loss": []}
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, T_max=steps, eta_min=lr / 10
+    )
+    hist: dict[str, list[float] | float] = {
+        "step": [],
+        "train_loss": [],
+        "val_loss": [],
+    }
     running, count, train_time = 0.0, 0, 0.0
     model.train()
     for step in tqdm(range(1, steps + 1), desc=desc, unit="step"):
@@ -303,7 +374,9 @@ def train_char_lm(model: nn.Module, train_ids: torch.Tensor, *, steps: int, batc
         x, y = random_char_batch(train_ids, batch_size, seq_len, g)
         x, y = x.to(device), y.to(device)
         logits = _logits(model(x))
-        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        loss = nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -316,13 +389,21 @@ def train_char_lm(model: nn.Module, train_ids: torch.Tensor, *, steps: int, batc
             hist["train_loss"].append(running / count)
             running, count = 0.0, 0
             if val_ids is not None:
-                hist["val_loss"].append(evaluate_char_lm(model, val_ids, seq_len, max_windows=val_windows))
+                hist["val_loss"].append(
+                    evaluate_char_lm(model, val_ids, seq_len, max_windows=val_windows)
+                )
     hist["time_s"] = train_time
     return hist
 
 
-def sample(model: nn.Module, vocab: CharVocab, prompt: str, n: int = 200, temperature: float = 1.0,
-           seed: int = 0) -> str:
+def sample(
+    model: nn.Module,
+    vocab: CharVocab,
+    prompt: str,
+    n: int = 200,
+    temperature: float = 1.0,
+    seed: int = 0,
+) -> str:
     """Continue ``prompt`` by ``n`` characters drawn from the model's next-character distribution.
 
     ``temperature`` divides the logits: below 1 the text is safer and more repetitive, above 1 more
@@ -349,7 +430,11 @@ def sample(model: nn.Module, vocab: CharVocab, prompt: str, n: int = 200, temper
             if temperature == 0:
                 nxt = int(last.argmax())
             else:
-                nxt = int(torch.multinomial(torch.softmax(last / temperature, dim=-1), 1, generator=g))
+                nxt = int(
+                    torch.multinomial(
+                        torch.softmax(last / temperature, dim=-1), 1, generator=g
+                    )
+                )
             generated.append(nxt)
             step = torch.tensor([[nxt]], device=device)
             if stateful:
@@ -363,13 +448,19 @@ def sample(model: nn.Module, vocab: CharVocab, prompt: str, n: int = 200, temper
 
 # --- long-memory tasks -----------------------------------------------------------------------------
 
+
 def recall_input_size(n_symbols: int = 8) -> int:
     """Features per step of :func:`recall_task`: one channel per symbol plus the 'remember this' marker."""
     return n_symbols + 1
 
 
-def recall_task(n: int, memory_length: int, n_symbols: int = 8, seed: int = 0,
-                distractors: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def recall_task(
+    n: int,
+    memory_length: int,
+    n_symbols: int = 8,
+    seed: int = 0,
+    distractors: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The delayed-recall task: remember the symbol shown at the first step, answer after ``memory_length`` more.
 
     Each sequence has ``memory_length + 1`` steps of one-hot symbols (``n_symbols`` channels) and a marker
@@ -379,7 +470,9 @@ def recall_task(n: int, memory_length: int, n_symbols: int = 8, seed: int = 0,
     survives. The label is the first symbol; chance accuracy is ``1 / n_symbols``. Deterministic in ``seed``.
     """
     if n < 1 or memory_length < 0 or n_symbols < 2:
-        raise ValueError(f"need n >= 1, memory_length >= 0, n_symbols >= 2; got {n}, {memory_length}, {n_symbols}")
+        raise ValueError(
+            f"need n >= 1, memory_length >= 0, n_symbols >= 2; got {n}, {memory_length}, {n_symbols}"
+        )
     g = torch.Generator().manual_seed(seed)
     symbols = torch.randint(0, n_symbols, (n, memory_length + 1), generator=g)
     x = torch.zeros(n, memory_length + 1, n_symbols + 1)
@@ -390,7 +483,9 @@ def recall_task(n: int, memory_length: int, n_symbols: int = 8, seed: int = 0,
     return x, symbols[:, 0].clone()
 
 
-def adding_problem(n: int, seq_len: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def adding_problem(
+    n: int, seq_len: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The adding problem (Hochreiter & Schmidhuber 1997): output the sum of the two marked numbers.
 
     Channel 0 holds uniform random numbers in [0, 1); channel 1 marks two positions, one in the first half
@@ -408,12 +503,27 @@ def adding_problem(n: int, seq_len: int, seed: int = 0) -> tuple[torch.Tensor, t
     rows = torch.arange(n)
     marks[rows, first] = 1.0
     marks[rows, second] = 1.0
-    return torch.stack([values, marks], dim=-1), values[rows, first] + values[rows, second]
+    return torch.stack([values, marks], dim=-1), values[rows, first] + values[
+        rows, second
+    ]
 
 
-def train_recall(model: nn.Module, memory_length: int, *, steps: int, batch_size: int = 64, lr: float = 3e-3,
-                 n_symbols: int = 8, distractors: bool = True, grad_clip: float = 1.0, n_test: int = 1000,
-                 seed: int = 0, patience_acc: float = 0.99, progress: bool = True, desc: str | None = None) -> float:
+def train_recall(
+    model: nn.Module,
+    memory_length: int,
+    *,
+    steps: int,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    n_symbols: int = 8,
+    distractors: bool = True,
+    grad_clip: float = 1.0,
+    n_test: int = 1000,
+    seed: int = 0,
+    patience_acc: float = 0.99,
+    progress: bool = True,
+    desc: str | None = None,
+) -> float:
     """Train ``model`` on fresh :func:`recall_task` batches for up to ``steps`` steps; return test accuracy.
 
     Every step draws new sequences (an endless training set, so the test accuracy measures memory, not
@@ -425,11 +535,20 @@ def train_recall(model: nn.Module, memory_length: int, *, steps: int, batch_size
     recent: list[float] = []
     model.train()
     # only pass `disable` to turn the bar off: left unset, the TQDM_DISABLE environment variable still works
-    bar = tqdm(range(steps), desc=desc or f"recall L={memory_length}", unit="step",
-               **({} if progress else {"disable": True}))
+    bar = tqdm(
+        range(steps),
+        desc=desc or f"recall L={memory_length}",
+        unit="step",
+        **({} if progress else {"disable": True}),
+    )
     for step in bar:
-        x, y = recall_task(batch_size, memory_length, n_symbols, seed=seed * 1_000_003 + step + 1,
-                           distractors=distractors)
+        x, y = recall_task(
+            batch_size,
+            memory_length,
+            n_symbols,
+            seed=seed * 1_000_003 + step + 1,
+            distractors=distractors,
+        )
         x, y = x.to(device), y.to(device)
         out = model(x)
         loss = nn.functional.cross_entropy(out, y)
@@ -441,17 +560,28 @@ def train_recall(model: nn.Module, memory_length: int, *, steps: int, batch_size
         if len(recent) == 20 and sum(recent) / 20 >= patience_acc:
             break
     bar.close()
-    x, y = recall_task(n_test, memory_length, n_symbols, seed=seed + 7_919, distractors=distractors)  # held out
+    x, y = recall_task(
+        n_test, memory_length, n_symbols, seed=seed + 7_919, distractors=distractors
+    )  # held out
     model.eval()
     with torch.no_grad():
         acc = (model(x.to(device)).argmax(1).cpu() == y).float().mean().item()
     return acc
 
 
-def recall_accuracy_vs_length(make_model: Callable[[], nn.Module], lengths: Sequence[int], *, steps: int,
-                              batch_size: int = 64, lr: float = 3e-3, n_symbols: int = 8, distractors: bool = True,
-                              seed: int = 0, desc: str = "", return_models: bool = False
-                              ) -> dict[int, float] | tuple[dict[int, float], dict[int, nn.Module]]:
+def recall_accuracy_vs_length(
+    make_model: Callable[[], nn.Module],
+    lengths: Sequence[int],
+    *,
+    steps: int,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    n_symbols: int = 8,
+    distractors: bool = True,
+    seed: int = 0,
+    desc: str = "",
+    return_models: bool = False,
+) -> dict[int, float] | tuple[dict[int, float], dict[int, nn.Module]]:
     """Test accuracy of a freshly built ``make_model()`` trained on :func:`recall_task` at each memory length.
 
     Every length starts from the same seed, so curves of different architectures are compared on
@@ -462,21 +592,32 @@ def recall_accuracy_vs_length(make_model: Callable[[], nn.Module], lengths: Sequ
     for length in lengths:
         torch.manual_seed(seed)
         model = make_model()
-        results[int(length)] = train_recall(model, int(length), steps=steps, batch_size=batch_size, lr=lr,
-                                            n_symbols=n_symbols, distractors=distractors, seed=seed,
-                                            desc=f"{desc} L={length}".strip())
+        results[int(length)] = train_recall(
+            model,
+            int(length),
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            n_symbols=n_symbols,
+            distractors=distractors,
+            seed=seed,
+            desc=f"{desc} L={length}".strip(),
+        )
         models[int(length)] = model
     return (results, models) if return_models else results
 
 
 # --- sequential MNIST ------------------------------------------------------------------------------
 
+
 class SequenceDataset(torch.utils.data.Dataset):
     """Sequences ``x`` of shape ``(N, T, F)`` with labels ``y``, held in memory; ``source`` says where they came from."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, source: str = "tensors"):
         if len(x) != len(y) or x.ndim != 3:
-            raise ValueError(f"need x of shape (N, T, F) and N labels, got {tuple(x.shape)} and {tuple(y.shape)}")
+            raise ValueError(
+                f"need x of shape (N, T, F) and N labels, got {tuple(x.shape)} and {tuple(y.shape)}"
+            )
         self.x, self.y, self.source = x, y, source
 
     def __len__(self) -> int:
@@ -489,15 +630,21 @@ class SequenceDataset(torch.utils.data.Dataset):
         """A random ``n`` of the sequences (all if ``n`` is None or larger): quick mode's shrinker."""
         if n is None or n >= len(self):
             return self
-        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[
+            :n
+        ]
         return SequenceDataset(self.x[idx], self.y[idx], f"{self.source} (random {n})")
 
-    def loader(self, batch_size: int = 128, shuffle: bool = False, seed: int = 0) -> TensorLoader:
+    def loader(
+        self, batch_size: int = 128, shuffle: bool = False, seed: int = 0
+    ) -> TensorLoader:
         """Batches sliced straight from the tensors (see :class:`helpers.TensorLoader`)."""
         return TensorLoader(self.x, self.y, batch_size, shuffle=shuffle, seed=seed)
 
 
-def sequential_mnist(train: bool = True, root: str | Path | None = None) -> SequenceDataset:
+def sequential_mnist(
+    train: bool = True, root: str | Path | None = None
+) -> SequenceDataset:
     """MNIST read row by row: each digit becomes 28 time steps of 28 normalised pixel values.
 
     The model sees one row at a time and must integrate the whole image in its state before answering,
@@ -508,9 +655,12 @@ def sequential_mnist(train: bool = True, root: str | Path | None = None) -> Sequ
     return SequenceDataset(x.squeeze(1).contiguous(), y, images.source)
 
 
-
-def sequential_mnist_splits(n_train: int | None = None, seed: int = 0, val_fraction: float = 0.1,
-                            root: str | Path | None = None) -> tuple[SequenceDataset, SequenceDataset, SequenceDataset, bool]:
+def sequential_mnist_splits(
+    n_train: int | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    root: str | Path | None = None,
+) -> tuple[SequenceDataset, SequenceDataset, SequenceDataset, bool]:
     """Row-by-row MNIST as ``(train, validation, test, full_data)``, printing where the data came from.
 
     ``n_train`` training digits are drawn at random (all when ``None``; quick mode passes fewer) and
@@ -524,20 +674,30 @@ def sequential_mnist_splits(n_train: int | None = None, seed: int = 0, val_fract
     train, test = sequential_mnist(True, root), sequential_mnist(False, root)
     full_data = len(train) >= FULL_TRAIN_SIZE["mnist"]
     print(f"data source: {train.source}")
-    print(f"training digits available: {len(train):,}  (complete MNIST training split: {full_data})")
+    print(
+        f"training digits available: {len(train):,}  (complete MNIST training split: {full_data})"
+    )
     if not full_data:
-        print("NOTE: a subset of the MNIST training split (e.g. the 5,000-image offline copy): accuracies are lower "
-              "than\n      with all 60,000 digits; the quality gates take that into account.")
+        print(
+            "NOTE: a subset of the MNIST training split (e.g. the 5,000-image offline copy): accuracies are lower "
+            "than\n      with all 60,000 digits; the quality gates take that into account."
+        )
     pool = train.subset(n_train, seed=seed)
     perm = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
     n_val = int(len(pool) * val_fraction)
-    val = SequenceDataset(pool.x[perm[:n_val]], pool.y[perm[:n_val]], "validation split")
+    val = SequenceDataset(
+        pool.x[perm[:n_val]], pool.y[perm[:n_val]], "validation split"
+    )
     fit = SequenceDataset(pool.x[perm[n_val:]], pool.y[perm[n_val:]], "training split")
-    print(f"train {len(fit):,} / validation {len(val):,} / test {len(test):,} sequences of "
-          f"{fit.x.shape[1]} time steps x {fit.x.shape[2]} features (one image row per step)")
+    print(
+        f"train {len(fit):,} / validation {len(val):,} / test {len(test):,} sequences of "
+        f"{fit.x.shape[1]} time steps x {fit.x.shape[2]} features (one image row per step)"
+    )
     return fit, val, test, full_data
 
+
 # --- time series -----------------------------------------------------------------------------------
+
 
 @dataclass
 class Series:
@@ -562,24 +722,41 @@ def load_series(name: str = "sunspots") -> Series:
     * ``co2``: weekly Mauna Loa CO2 in ppm 1958-2001 (Keeling & Whorf, public domain), a trend plus a
       yearly cycle (``period=52``); missing weeks are filled by linear interpolation.
     """
-    from statsmodels.datasets import co2, sunspots  # imported here: only the time-series chapters need it
+    from statsmodels.datasets import (
+        co2,
+        sunspots,
+    )  # imported here: only the time-series chapters need it
 
     if name == "sunspots":
         df = sunspots.load_pandas().data
-        return Series("sunspots", df["SUNACTIVITY"].to_numpy(np.float32), df["YEAR"].to_numpy(np.float64),
-                      "mean sunspot number", 11, "NOAA yearly sunspot numbers 1700-2008 via statsmodels "
-                      "(statsmodels.datasets.sunspots; public domain)")
+        return Series(
+            "sunspots",
+            df["SUNACTIVITY"].to_numpy(np.float32),
+            df["YEAR"].to_numpy(np.float64),
+            "mean sunspot number",
+            11,
+            "NOAA yearly sunspot numbers 1700-2008 via statsmodels "
+            "(statsmodels.datasets.sunspots; public domain)",
+        )
     if name == "co2":
         df = co2.load_pandas().data.interpolate()
         idx = df.index
         years = (idx.year + (idx.day_of_year - 1) / 365.25).to_numpy(np.float64)
-        return Series("co2", df["co2"].to_numpy(np.float32), years, "CO2 (ppm)", 52,
-                      "Mauna Loa weekly CO2 1958-2001, Keeling & Whorf, via statsmodels "
-                      "(statsmodels.datasets.co2; public domain)")
+        return Series(
+            "co2",
+            df["co2"].to_numpy(np.float32),
+            years,
+            "CO2 (ppm)",
+            52,
+            "Mauna Loa weekly CO2 1958-2001, Keeling & Whorf, via statsmodels "
+            "(statsmodels.datasets.co2; public domain)",
+        )
     raise ValueError(f"unknown series {name!r}; choose 'sunspots' or 'co2'")
 
 
-def make_windows(values: np.ndarray | torch.Tensor, window: int, horizon: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def make_windows(
+    values: np.ndarray | torch.Tensor, window: int, horizon: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Supervised pairs from a series: ``x[i] = values[i:i+window]``, ``y[i] = values[i+window+horizon-1]``.
 
     Shapes ``(N, window, 1)`` and ``(N, 1)`` with ``N = len(values) - window - horizon + 1``: the input
@@ -588,15 +765,24 @@ def make_windows(values: np.ndarray | torch.Tensor, window: int, horizon: int = 
     v = torch.as_tensor(np.asarray(values, dtype=np.float32))
     n = len(v) - window - horizon + 1
     if window < 1 or horizon < 1 or n < 1:
-        raise ValueError(f"a series of {len(v)} values has no window of {window} with horizon {horizon}")
+        raise ValueError(
+            f"a series of {len(v)} values has no window of {window} with horizon {horizon}"
+        )
     idx = torch.arange(n)[:, None] + torch.arange(window)
-    return v[idx].unsqueeze(-1), v[window + horizon - 1:window + horizon - 1 + n].unsqueeze(-1)
+    return v[idx].unsqueeze(-1), v[
+        window + horizon - 1 : window + horizon - 1 + n
+    ].unsqueeze(-1)
 
 
 # --- gradients and timing --------------------------------------------------------------------------
 
-def input_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+
+def input_gradient_norms(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
     """``||dLoss/dx_t||`` for every time step ``t``, averaged over the batch: shape ``(T,)``.
 
     The loss is computed from the model's last step only, so the gradient at an early ``t`` is exactly the
@@ -617,8 +803,13 @@ def input_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return grad.norm(dim=-1).mean(0).cpu()
 
 
-def early_gradient_ratio(make_model: Callable[[], nn.Module], lengths: Sequence[int], n: int = 64,
-                         n_symbols: int = 8, seed: int = 0) -> dict[int, float]:
+def early_gradient_ratio(
+    make_model: Callable[[], nn.Module],
+    lengths: Sequence[int],
+    n: int = 64,
+    n_symbols: int = 8,
+    seed: int = 0,
+) -> dict[int, float]:
     """For each sequence length ``T``: ``||dL/dx_1|| / ||dL/dx_T||`` of a freshly initialised model on recall data.
 
     A ratio near 1 means the first input still gets as much gradient as the last; a ratio of 1e-6 means
@@ -628,15 +819,21 @@ def early_gradient_ratio(make_model: Callable[[], nn.Module], lengths: Sequence[
     out = {}
     for length in lengths:
         torch.manual_seed(seed)
-        model = make_model().double()   # float64: ratios below 1e-38 would underflow to 0 in float32
+        model = (
+            make_model().double()
+        )  # float64: ratios below 1e-38 would underflow to 0 in float32
         x, y = recall_task(n, int(length) - 1, n_symbols, seed=seed)
         norms = input_gradient_norms(model, x.double(), y)
         out[int(length)] = float(norms[0] / norms[-1])
     return out
 
 
-def time_epoch(model: nn.Module, loader: Iterable, lr: float = 1e-3,
-               loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> float:
+def time_epoch(
+    model: nn.Module,
+    loader: Iterable,
+    lr: float = 1e-3,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> float:
     """Wall-clock seconds of one training epoch (forward, backward, Adam step) over ``loader``.
 
     Used to compare architectures on identical data; on a GPU the device is synchronised before the clock stops.
@@ -663,9 +860,33 @@ def perplexity(loss_nats: float) -> float:
 
 
 __all__ = [
-    "TEXT_SOURCE", "DATA_FILES", "RNNModel", "LSTMModel", "GRUModel", "make_classifier", "chrono_init", "CharLM",
-    "load_text", "CharVocab", "CharDataset", "random_char_batch", "train_char_lm", "evaluate_char_lm", "sample",
-    "perplexity", "recall_input_size", "recall_task", "adding_problem", "train_recall", "recall_accuracy_vs_length",
-    "SequenceDataset", "sequential_mnist", "Series", "load_series", "make_windows",
-    "input_gradient_norms", "early_gradient_ratio", "time_epoch",
+    "TEXT_SOURCE",
+    "DATA_FILES",
+    "RNNModel",
+    "LSTMModel",
+    "GRUModel",
+    "make_classifier",
+    "chrono_init",
+    "CharLM",
+    "load_text",
+    "CharVocab",
+    "CharDataset",
+    "random_char_batch",
+    "train_char_lm",
+    "evaluate_char_lm",
+    "sample",
+    "perplexity",
+    "recall_input_size",
+    "recall_task",
+    "adding_problem",
+    "train_recall",
+    "recall_accuracy_vs_length",
+    "SequenceDataset",
+    "sequential_mnist",
+    "Series",
+    "load_series",
+    "make_windows",
+    "input_gradient_norms",
+    "early_gradient_ratio",
+    "time_epoch",
 ]

@@ -51,9 +51,13 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
     if wanted is not None:
         device = torch.device(wanted)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {device} requested, but CUDA is not available on this machine")
+            raise ValueError(
+                f"device {device} requested, but CUDA is not available on this machine"
+            )
         if device.type == "mps" and not _mps_available():
-            raise ValueError(f"device {device} requested, but Apple MPS is not available on this machine")
+            raise ValueError(
+                f"device {device} requested, but Apple MPS is not available on this machine"
+            )
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -67,7 +71,9 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
-def seed_everything(seed: int = 0, deterministic: bool = True, tf32: bool = False) -> int:
+def seed_everything(
+    seed: int = 0, deterministic: bool = True, tf32: bool = False
+) -> int:
     """Seed Python, NumPy and PyTorch (all devices) so a chapter re-runs to the same numbers.
 
     With ``deterministic=True`` cuDNN picks deterministic kernels too. Some GPU kernels have no
@@ -103,5 +109,7 @@ def describe_run(device: torch.device | None = None) -> str:
     name = device.type
     if device.type == "cuda":
         name = f"cuda ({torch.cuda.get_device_name(device)})"
-    return (f"mode={mode()}  device={name}  torch={torch.__version__}  "
-            f"threads={torch.get_num_threads()}")
+    return (
+        f"mode={mode()}  device={name}  torch={torch.__version__}  "
+        f"threads={torch.get_num_threads()}"
+    )

@@ -28,15 +28,19 @@ from pathlib import Path
 
 import nbformat
 
-MAX_LINES = 20          # lines of source per slide (a projected slide holds about this many)
-FOLD_AT = MAX_LINES - 2  # lines of a long code cell shown before the pointer to its appendix slide
-MAX_OUTPUT_LINES = 8    # lines of printed output kept on a slide
+MAX_LINES = 20  # lines of source per slide (a projected slide holds about this many)
+FOLD_AT = (
+    MAX_LINES - 2
+)  # lines of a long code cell shown before the pointer to its appendix slide
+MAX_OUTPUT_LINES = 8  # lines of printed output kept on a slide
 
 _SOLUTION = re.compile(r"<details class=\"solution\">.*?</details>\n?", re.S)
 _ROLE = re.compile(r"\{(cite|cite:[a-z]+)\}`([^`]+)`")
 _DOC = re.compile(r"\{doc\}`([^`<]+?)\s*<[^`]+>`")
 _SECTION = re.compile(r"^(?=## )", re.M)
-_BOOK_ONLY_CODE = re.compile(r"google\.colab|helpers\.results\.record\(|^assert\b", re.M)
+_BOOK_ONLY_CODE = re.compile(
+    r"google\.colab|helpers\.results\.record\(|^assert\b", re.M
+)
 
 
 def _clean_markdown(text: str) -> str:
@@ -57,7 +61,15 @@ def _blocks(text: str) -> list[str]:
             continue
         current.append(line)
         opener = re.match(r"^(```+|~~~+|:::+|\$\$)", stripped)
-        if fence is None and opener and not (opener.group(1) == "$$" and stripped.endswith("$$") and len(stripped) > 2):
+        if (
+            fence is None
+            and opener
+            and not (
+                opener.group(1) == "$$"
+                and stripped.endswith("$$")
+                and len(stripped) > 2
+            )
+        ):
             fence = opener.group(1)
         elif fence is not None and stripped.startswith(fence) and len(current) > 1:
             fence = None
@@ -77,7 +89,7 @@ def _chunks(blocks: Sequence[str], limit: int = MAX_LINES) -> list[str]:
     slides, current = [], []
     for block in blocks:
         lines = block.splitlines()
-        while len(lines) > limit:                       # e.g. a long list: cut it
+        while len(lines) > limit:  # e.g. a long list: cut it
             if current:
                 slides.append("\n\n".join(current))
                 current = []
@@ -94,7 +106,11 @@ def _chunks(blocks: Sequence[str], limit: int = MAX_LINES) -> list[str]:
 
 
 def _cell(kind: str, source: str, slide_type: str) -> nbformat.NotebookNode:
-    cell = nbformat.v4.new_markdown_cell(source) if kind == "markdown" else nbformat.v4.new_code_cell(source)
+    cell = (
+        nbformat.v4.new_markdown_cell(source)
+        if kind == "markdown"
+        else nbformat.v4.new_code_cell(source)
+    )
     cell.metadata["slideshow"] = {"slide_type": slide_type}
     return cell
 
@@ -104,7 +120,9 @@ def _markdown_slides(text: str, first_type: str) -> list[nbformat.NotebookNode]:
     blocks = _blocks(_clean_markdown(text))
     shown = [b for b in blocks if not _is_prose(b)]
     notes = [b for b in blocks if _is_prose(b)]
-    if notes and all(b.lstrip().startswith("#") for b in shown):   # only a heading: show the opening sentence too
+    if notes and all(
+        b.lstrip().startswith("#") for b in shown
+    ):  # only a heading: show the opening sentence too
         sentence = re.split(r"(?<=[.!?])\s", notes[0].replace("\n", " "), maxsplit=1)[0]
         shown.append(sentence if len(sentence) < 400 else sentence[:400] + " …")
     cells = []
@@ -124,7 +142,10 @@ def _short_outputs(outputs: list) -> list:
         if out.get("output_type") == "stream":
             lines = out.text.splitlines()
             if len(lines) > MAX_OUTPUT_LINES:
-                out.text = "\n".join(lines[:MAX_OUTPUT_LINES] + [f"… ({len(lines) - MAX_OUTPUT_LINES} more lines)"])
+                out.text = "\n".join(
+                    lines[:MAX_OUTPUT_LINES]
+                    + [f"… ({len(lines) - MAX_OUTPUT_LINES} more lines)"]
+                )
         kept.append(out)
     return kept
 
@@ -133,7 +154,7 @@ def to_slides(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """A copy of ``nb`` as reveal.js slides: slide types set, prose as speaker notes, long cells split or folded,
     and the parts that belong to the book only (setup, quality gates, solutions) removed."""
     nb = nbformat.from_dict(nb)
-    nb.metadata.pop("widgets", None)     # widget state would load its manager from a CDN
+    nb.metadata.pop("widgets", None)  # widget state would load its manager from a CDN
     kept, appendix, in_gates = [], [], False
     for i, cell in enumerate(nb.cells):
         tags = cell.metadata.get("tags", [])
@@ -147,7 +168,11 @@ def to_slides(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
                     in_gates = section.startswith("## Quality gates")
                 if in_gates:
                     continue
-                first = "slide" if section.startswith("## ") or (i == 0 and not kept) else "subslide"
+                first = (
+                    "slide"
+                    if section.startswith("## ") or (i == 0 and not kept)
+                    else "subslide"
+                )
                 kept += _markdown_slides(section, first)
             continue
         if in_gates or cell.cell_type != "code" or _BOOK_ONLY_CODE.search(cell.source):
@@ -157,12 +182,19 @@ def to_slides(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         code.outputs = _short_outputs(cell.get("outputs", []))
         if len(lines) > MAX_LINES:
             k = len(appendix) + 1
-            code.source = "\n".join(lines[:FOLD_AT] + [f"# … {len(lines) - FOLD_AT} more lines: appendix A{k}"])
-            step = MAX_LINES - 4                         # a title, a blank line and the fence take four
-            parts = ["\n".join(lines[j:j + step]) for j in range(0, len(lines), step)]
+            code.source = "\n".join(
+                lines[:FOLD_AT]
+                + [f"# … {len(lines) - FOLD_AT} more lines: appendix A{k}"]
+            )
+            step = MAX_LINES - 4  # a title, a blank line and the fence take four
+            parts = ["\n".join(lines[j : j + step]) for j in range(0, len(lines), step)]
             for j, part in enumerate(parts):
-                title = f"### A{k}" + (f" (part {j + 1} of {len(parts)})" if len(parts) > 1 else "")
-                appendix.append(_cell("markdown", f"{title}\n\n```python\n{part}\n```", "subslide"))
+                title = f"### A{k}" + (
+                    f" (part {j + 1} of {len(parts)})" if len(parts) > 1 else ""
+                )
+                appendix.append(
+                    _cell("markdown", f"{title}\n\n```python\n{part}\n```", "subslide")
+                )
         kept.append(code)
     if appendix:
         kept.append(_cell("markdown", "## Appendix: long code cells in full", "slide"))
@@ -171,7 +203,11 @@ def to_slides(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def export(notebook: str | Path, out: str | Path | None = None, vendor: str | Path | None = None) -> Path:
+def export(
+    notebook: str | Path,
+    out: str | Path | None = None,
+    vendor: str | Path | None = None,
+) -> Path:
     """Write the deck of ``notebook`` to ``out`` (default ``_build/slides/<name>.slides.html``); return its path.
 
     ``vendor``: a folder made by :func:`vendor` (or ``make slides``); the deck then refers to it by a relative path
@@ -182,7 +218,9 @@ def export(notebook: str | Path, out: str | Path | None = None, vendor: str | Pa
     notebook = Path(notebook)
     if notebook.suffix != ".ipynb" or not notebook.exists():
         raise ValueError(f"expected an existing .ipynb file, got {notebook}")
-    out = Path(out) if out else Path("_build") / "slides" / f"{notebook.stem}.slides.html"
+    out = (
+        Path(out) if out else Path("_build") / "slides" / f"{notebook.stem}.slides.html"
+    )
     nb = to_slides(nbformat.read(notebook, as_version=4))
     # "white" ships its fonts with reveal.js; several other themes load theirs from Google Fonts (not offline)
     options = {"reveal_scroll": True, "reveal_theme": "white"}
@@ -190,13 +228,18 @@ def export(notebook: str | Path, out: str | Path | None = None, vendor: str | Pa
         vendor = Path(vendor).resolve()
         missing = [p for p in VENDOR_FILES if not (vendor / p).exists()]
         if missing:
-            raise FileNotFoundError(f"{vendor} lacks {missing}: run helpers.slides.vendor({str(vendor)!r}) first")
+            raise FileNotFoundError(
+                f"{vendor} lacks {missing}: run helpers.slides.vendor({str(vendor)!r}) first"
+            )
         rel = Path(os.path.relpath(vendor, out.resolve().parent))
-        options.update(reveal_url_prefix=str(rel / "reveal.js"), require_js_url=str(rel / "requirejs/require.js"),
-                       jquery_url=str(rel / "jquery/dist/jquery.min.js"),
-                       mathjax_url=str(rel / "mathjax/MathJax.js") + "?config=TeX-AMS_CHTML",
-                       extra_template_paths=[str(Path(__file__).parent / "slides_templates")],
-                       template_file="offline.html.j2")
+        options.update(
+            reveal_url_prefix=str(rel / "reveal.js"),
+            require_js_url=str(rel / "requirejs/require.js"),
+            jquery_url=str(rel / "jquery/dist/jquery.min.js"),
+            mathjax_url=str(rel / "mathjax/MathJax.js") + "?config=TeX-AMS_CHTML",
+            extra_template_paths=[str(Path(__file__).parent / "slides_templates")],
+            template_file="offline.html.j2",
+        )
     html, _ = SlidesExporter(**options).from_notebook_node(nb)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html)
@@ -204,13 +247,32 @@ def export(notebook: str | Path, out: str | Path | None = None, vendor: str | Pa
 
 
 # What an offline deck loads, relative to the vendor folder.
-VENDOR_FILES = ("reveal.js/dist/reveal.js", "reveal.js/dist/reveal.css", "reveal.js/plugin/notes/notes.js",
-                "reveal.js/dist/theme/white.css",
-                "requirejs/require.js", "jquery/dist/jquery.min.js", "mathjax/MathJax.js")
-_PACKAGES = {"reveal.js": "reveal.js@4", "requirejs": "requirejs@2", "jquery": "jquery@3", "mathjax": "mathjax@2"}
+VENDOR_FILES = (
+    "reveal.js/dist/reveal.js",
+    "reveal.js/dist/reveal.css",
+    "reveal.js/plugin/notes/notes.js",
+    "reveal.js/dist/theme/white.css",
+    "requirejs/require.js",
+    "jquery/dist/jquery.min.js",
+    "mathjax/MathJax.js",
+)
+_PACKAGES = {
+    "reveal.js": "reveal.js@4",
+    "requirejs": "requirejs@2",
+    "jquery": "jquery@3",
+    "mathjax": "mathjax@2",
+}
 # MathJax 2 is large; a deck needs its TeX input, HTML output and fonts only.
-_MATHJAX_KEEP = ("MathJax.js", "config/", "jax/input/TeX/", "jax/output/CommonHTML/", "jax/element/", "extensions/",
-                 "fonts/HTML-CSS/TeX/woff/", "localization/en/")
+_MATHJAX_KEEP = (
+    "MathJax.js",
+    "config/",
+    "jax/input/TeX/",
+    "jax/output/CommonHTML/",
+    "jax/element/",
+    "extensions/",
+    "fonts/HTML-CSS/TeX/woff/",
+    "localization/en/",
+)
 
 
 def vendor(folder: str | Path) -> Path:
@@ -224,19 +286,30 @@ def vendor(folder: str | Path) -> Path:
     if all((folder / p).exists() for p in VENDOR_FILES):
         return folder
     if shutil.which("npm") is None:
-        raise RuntimeError("npm is needed to fetch reveal.js for offline decks (Debian: apt install npm)")
+        raise RuntimeError(
+            "npm is needed to fetch reveal.js for offline decks (Debian: apt install npm)"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         for name, spec in _PACKAGES.items():
-            result = subprocess.run(["npm", "pack", "--silent", spec], cwd=tmp, capture_output=True, text=True)
+            result = subprocess.run(
+                ["npm", "pack", "--silent", spec],
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+            )
             if result.returncode != 0:
-                raise RuntimeError(f"npm pack {spec} failed: {result.stderr.strip()[-500:]}")
+                raise RuntimeError(
+                    f"npm pack {spec} failed: {result.stderr.strip()[-500:]}"
+                )
             tgz = Path(tmp) / result.stdout.strip().splitlines()[-1]
             target = folder / name
             shutil.rmtree(target, ignore_errors=True)
             with tarfile.open(tgz) as archive:
                 for member in archive.getmembers():
                     rel = member.name.removeprefix("package/")
-                    if not member.isfile() or (name == "mathjax" and not rel.startswith(_MATHJAX_KEEP)):
+                    if not member.isfile() or (
+                        name == "mathjax" and not rel.startswith(_MATHJAX_KEEP)
+                    ):
                         continue
                     dest = target / rel
                     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -250,14 +323,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--vendor" in args:
         i = args.index("--vendor")
         vendor_dir = vendor(args[i + 1]) if i + 1 < len(args) else None
-        del args[i:i + 2]
+        del args[i : i + 2]
         if vendor_dir is None:
             args = []
     if not 1 <= len(args) <= 2:
         print(__doc__.splitlines()[0])
         return 2
     path = export(*args, vendor=vendor_dir)
-    print(f"slides: {path} (open it in a browser; arrows move between slides, s opens the speaker notes)")
+    print(
+        f"slides: {path} (open it in a browser; arrows move between slides, s opens the speaker notes)"
+    )
     return 0
 
 

@@ -27,12 +27,15 @@ from pathlib import Path
 YOUR_TURN = "✏️ Your turn"
 SOLUTION_TAG = "solution"
 SOLUTION_BLOCK = re.compile(
-    r"[ \t]*<details\s+class=[\"']solution[\"'][^>]*>(?P<body>.*?)</details>[ \t]*\n?", re.S)
+    r"[ \t]*<details\s+class=[\"']solution[\"'][^>]*>(?P<body>.*?)</details>[ \t]*\n?",
+    re.S,
+)
 SOLUTION_OPEN = re.compile(r"<details\s+class=[\"']solution[\"']")
 CHECK_CALL = re.compile(r"\bcheck\(\s*[\"'](?P<name>\w+)[\"']\s*,\s*(?P<fn>\w+)")
 STUDENT_NOTE = (
     "**Student edition.** The solutions are left out of this copy: the cells marked ✏️ *Your turn* are yours. "
-    "Run the cells from the top; an auto-checked exercise prints ✅ or ❌ with what is still wrong.")
+    "Run the cells from the top; an auto-checked exercise prints ✅ or ❌ with what is still wrong."
+)
 
 
 def cell_source(cell: dict) -> str:
@@ -73,24 +76,44 @@ class _Builder:
         return f"{self.stem[:40]}-your-turn-{self.counter}"
 
     def markdown(self, text: str, cell_id: str | None = None) -> None:
-        self.cells.append({"cell_type": "markdown", "id": cell_id or self._id(), "metadata": {},
-                           "source": _lines(text)})
+        self.cells.append(
+            {
+                "cell_type": "markdown",
+                "id": cell_id or self._id(),
+                "metadata": {},
+                "source": _lines(text),
+            }
+        )
 
-    def code(self, text: str, cell_id: str | None = None, metadata: dict | None = None) -> None:
-        self.cells.append({"cell_type": "code", "execution_count": None, "id": cell_id or self._id(),
-                           "metadata": metadata or {}, "outputs": [], "source": _lines(text)})
+    def code(
+        self, text: str, cell_id: str | None = None, metadata: dict | None = None
+    ) -> None:
+        self.cells.append(
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": cell_id or self._id(),
+                "metadata": metadata or {},
+                "outputs": [],
+                "source": _lines(text),
+            }
+        )
 
     def your_turn(self, label: str, kind: str = "answer") -> None:
         """The note that replaces a solution. ``kind``: "answer" (a note to write in, and an empty code cell),
         "text" (the note only) or "check" (the next cell is an auto-checked stub)."""
         what = f" ({label})" if label else ""
-        notes = {"answer": "Double-click to write your answer here; put your code in the cell below.",
-                 "text": "Double-click to write your answer here.",
-                 "check": "Complete the function in the next cell and run it: `check` tells you what is "
-                          "still wrong."}
+        notes = {
+            "answer": "Double-click to write your answer here; put your code in the cell below.",
+            "text": "Double-click to write your answer here.",
+            "check": "Complete the function in the next cell and run it: `check` tells you what is "
+            "still wrong.",
+        }
         self.markdown(f"> ✏️ **Your turn**{what}. *{notes[kind]}*")
         if kind == "answer":
-            self.code(f"# {YOUR_TURN}{what}: your code, if the exercise asks for some.\n")
+            self.code(
+                f"# {YOUR_TURN}{what}: your code, if the exercise asks for some.\n"
+            )
 
 
 def _label(block: str, before: str) -> str:
@@ -108,8 +131,11 @@ def student_cells(cells: list[dict], stem: str) -> tuple[list[dict], int]:
     for index, cell in enumerate(cells):
         src = cell_source(cell)
         tags = cell.get("metadata", {}).get("tags", [])
-        next_is_check = index + 1 < len(cells) and cells[index + 1]["cell_type"] == "code" \
+        next_is_check = (
+            index + 1 < len(cells)
+            and cells[index + 1]["cell_type"] == "code"
             and CHECK_CALL.search(cell_source(cells[index + 1])) is not None
+        )
         if SOLUTION_TAG in tags:  # a solution written as a cell of its own
             out.removed += 1
             if cell["cell_type"] == "code":
@@ -120,14 +146,19 @@ def student_cells(cells: list[dict], stem: str) -> tuple[list[dict], int]:
         if cell["cell_type"] == "code":
             metadata = cell.get("metadata", {})
             if CHECK_CALL.search(src):
-                src = f"# {YOUR_TURN}: replace `raise NotImplementedError` by your code, then run the cell.\n" + src
+                src = (
+                    f"# {YOUR_TURN}: replace `raise NotImplementedError` by your code, then run the cell.\n"
+                    + src
+                )
             out.code(src, cell.get("id"), metadata)
             continue
         if cell["cell_type"] != "markdown" or not SOLUTION_BLOCK.search(src):
             out.cells.append(dict(cell))
             continue
         # Split the Markdown at its solution blocks: the text stays, each block becomes a your-turn note.
-        pieces = SOLUTION_BLOCK.split(src)  # text, body, text, body, ..., text (the body group is captured)
+        pieces = SOLUTION_BLOCK.split(
+            src
+        )  # text, body, text, body, ..., text (the body group is captured)
         blocks = list(SOLUTION_BLOCK.finditer(src))
         text_before = ""
         for i, match in enumerate(blocks):
@@ -136,13 +167,18 @@ def student_cells(cells: list[dict], stem: str) -> tuple[list[dict], int]:
             if text.strip():
                 out.markdown(text.strip("\n"), cell.get("id") if i == 0 else None)
             last = i == len(blocks) - 1 and not pieces[-1].strip()
-            out.your_turn(_label(match.group(0), text_before), "check" if last and next_is_check else "answer")
+            out.your_turn(
+                _label(match.group(0), text_before),
+                "check" if last and next_is_check else "answer",
+            )
             out.removed += 1
         if pieces[-1].strip():
             out.markdown(pieces[-1].strip("\n"))
     for cell in out.cells:
         if SOLUTION_OPEN.search(cell_source(cell)):
-            raise ValueError(f"{stem}: a <details class=\"solution\"> block without its </details>")
+            raise ValueError(
+                f'{stem}: a <details class="solution"> block without its </details>'
+            )
     return out.cells, out.removed
 
 
@@ -150,10 +186,21 @@ def student_notebook(nb: dict, chapter: str) -> tuple[dict, int]:
     """A student copy of a notebook (a new dict), and how many solutions were removed."""
     cells, removed = student_cells(nb["cells"], Path(chapter).name)
     if cells and cells[0]["cell_type"] == "markdown":
-        cells.insert(1, {"cell_type": "markdown", "id": f"{Path(chapter).name[:40]}-student-edition",
-                         "metadata": {}, "source": _lines(STUDENT_NOTE)})
+        cells.insert(
+            1,
+            {
+                "cell_type": "markdown",
+                "id": f"{Path(chapter).name[:40]}-student-edition",
+                "metadata": {},
+                "source": _lines(STUDENT_NOTE),
+            },
+        )
     metadata = dict(nb.get("metadata", {}))
-    metadata["dlbook"] = {"edition": "student", "chapter": chapter, "exercises": find_exercises(nb["cells"])}
+    metadata["dlbook"] = {
+        "edition": "student",
+        "chapter": chapter,
+        "exercises": find_exercises(nb["cells"]),
+    }
     return {**nb, "metadata": metadata, "cells": cells}, removed
 
 
@@ -162,13 +209,17 @@ def default_book() -> Path:
     return here if here.is_dir() else Path("book")
 
 
-def write_edition(out_dir: Path, book: Path | None = None, notebooks: list[Path] | None = None) -> list[dict]:
+def write_edition(
+    out_dir: Path, book: Path | None = None, notebooks: list[Path] | None = None
+) -> list[dict]:
     """Write the student copy of every notebook under ``book`` (or of ``notebooks``) into ``out_dir``.
 
     Returns one summary per notebook: its chapter, output path, solutions removed and auto-checked exercises.
     """
     book = Path(book or default_book())
-    paths = notebooks or sorted(p for p in book.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    paths = notebooks or sorted(
+        p for p in book.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
+    )
     summary = []
     for path in paths:
         path = Path(path)
@@ -180,17 +231,29 @@ def write_edition(out_dir: Path, book: Path | None = None, notebooks: list[Path]
         copy, removed = student_notebook(nb, rel.with_suffix("").as_posix())
         target = Path(out_dir) / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(copy, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        summary.append({"chapter": rel.with_suffix("").as_posix(), "path": target, "removed": removed,
-                        "exercises": list(copy["metadata"]["dlbook"]["exercises"])})
+        target.write_text(
+            json.dumps(copy, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        summary.append(
+            {
+                "chapter": rel.with_suffix("").as_posix(),
+                "path": target,
+                "removed": removed,
+                "exercises": list(copy["metadata"]["dlbook"]["exercises"]),
+            }
+        )
     _write_readme(Path(out_dir), summary)
     return summary
 
 
 def _write_readme(out_dir: Path, summary: list[dict]) -> None:
-    rows = "\n".join(f"| `{s['chapter']}.ipynb` | {s['removed']} | "
-                     f"{', '.join(f'`{e}`' for e in s['exercises']) or '-'} |" for s in summary)
-    (out_dir / "README.md").write_text(f"""# Student edition
+    rows = "\n".join(
+        f"| `{s['chapter']}.ipynb` | {s['removed']} | "
+        f"{', '.join(f'`{e}`' for e in s['exercises']) or '-'} |"
+        for s in summary
+    )
+    (out_dir / "README.md").write_text(
+        f"""# Student edition
 
 Every chapter of the book with its solutions left out: each solution is replaced by a cell marked
 "{YOUR_TURN}" for the student's answer, and outputs are cleared. Open a notebook in Jupyter, or upload it to
@@ -204,18 +267,35 @@ per student, or one file per student named after the student):
 | notebook | exercises to answer | auto-checked |
 |---|---:|---|
 {rows}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers student", description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", type=Path, help="folder for the student notebooks, e.g. _build/student")
-    parser.add_argument("notebooks", nargs="*", type=Path, help="only these notebooks (default: the whole book)")
-    parser.add_argument("--book", type=Path, default=None, help="the book's folder (default: book/)")
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers student", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "out_dir",
+        type=Path,
+        help="folder for the student notebooks, e.g. _build/student",
+    )
+    parser.add_argument(
+        "notebooks",
+        nargs="*",
+        type=Path,
+        help="only these notebooks (default: the whole book)",
+    )
+    parser.add_argument(
+        "--book", type=Path, default=None, help="the book's folder (default: book/)"
+    )
     args = parser.parse_args(argv)
     summary = write_edition(args.out_dir, args.book, args.notebooks or None)
     removed = sum(s["removed"] for s in summary)
     checked = sum(len(s["exercises"]) for s in summary)
-    print(f"student edition: {len(summary)} notebooks, {removed} solutions replaced by '{YOUR_TURN}' cells, "
-          f"{checked} auto-checked exercises -> {args.out_dir}")
+    print(
+        f"student edition: {len(summary)} notebooks, {removed} solutions replaced by '{YOUR_TURN}' cells, "
+        f"{checked} auto-checked exercises -> {args.out_dir}"
+    )
     return 0

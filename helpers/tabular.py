@@ -40,7 +40,9 @@ def tabular_model(env: gym.Env) -> tuple[np.ndarray, np.ndarray]:
     """
     base = env.unwrapped
     if not hasattr(base, "P"):
-        raise ValueError(f"{base} publishes no transition model P (only the toy-text environments do)")
+        raise ValueError(
+            f"{base} publishes no transition model P (only the toy-text environments do)"
+        )
     n_states, n_actions = int(env.observation_space.n), int(env.action_space.n)
     T = np.zeros((n_states, n_actions, n_states))
     R = np.zeros((n_states, n_actions))
@@ -53,8 +55,13 @@ def tabular_model(env: gym.Env) -> tuple[np.ndarray, np.ndarray]:
     return T, R
 
 
-def value_iteration(T: np.ndarray, R: np.ndarray, gamma: float, tol: float = 1e-10,
-                    max_iter: int = 100_000) -> tuple[np.ndarray, np.ndarray, int]:
+def value_iteration(
+    T: np.ndarray,
+    R: np.ndarray,
+    gamma: float,
+    tol: float = 1e-10,
+    max_iter: int = 100_000,
+) -> tuple[np.ndarray, np.ndarray, int]:
     """The optimal values ``(V*, Q*, iterations)`` by repeating the Bellman optimality update until it stops moving.
 
     ``Q(s, a) <- R(s, a) + gamma * sum_s' T(s, a, s') max_a' Q(s', a')``. For ``gamma < 1`` this is a
@@ -70,11 +77,14 @@ def value_iteration(T: np.ndarray, R: np.ndarray, gamma: float, tol: float = 1e-
         if np.max(np.abs(V_new - V)) < tol:
             return V_new, Q, it
         V = V_new
-    raise RuntimeError(f"value iteration did not converge in {max_iter} iterations (gamma={gamma})")
+    raise RuntimeError(
+        f"value iteration did not converge in {max_iter} iterations (gamma={gamma})"
+    )
 
 
-def policy_evaluation(T: np.ndarray, R: np.ndarray, actions: Sequence[int] | np.ndarray,
-                      gamma: float) -> np.ndarray:
+def policy_evaluation(
+    T: np.ndarray, R: np.ndarray, actions: Sequence[int] | np.ndarray, gamma: float
+) -> np.ndarray:
     """Exact values ``V^pi`` of a deterministic policy (one action per state), by solving a linear system.
 
     Why exact: the value of a learned greedy policy estimated from sampled episodes is noisy (a FrozenLake
@@ -88,7 +98,9 @@ def policy_evaluation(T: np.ndarray, R: np.ndarray, actions: Sequence[int] | np.
     try:
         return np.linalg.solve(A, R[idx, actions])
     except np.linalg.LinAlgError as err:
-        raise ValueError("the policy never terminates from some state; use gamma < 1") from err
+        raise ValueError(
+            "the policy never terminates from some state; use gamma < 1"
+        ) from err
 
 
 def greedy_actions(Q: np.ndarray) -> np.ndarray:
@@ -96,8 +108,9 @@ def greedy_actions(Q: np.ndarray) -> np.ndarray:
     return np.asarray(Q).argmax(axis=1)
 
 
-def as_policy(actions: Sequence[int] | np.ndarray,
-              encode: Callable[[object], int] | None = None) -> Callable[[object], int]:
+def as_policy(
+    actions: Sequence[int] | np.ndarray, encode: Callable[[object], int] | None = None
+) -> Callable[[object], int]:
     """A table of actions as a policy ``observation -> action`` for :func:`helpers.rl.evaluate_policy`.
 
     ``encode`` maps an observation to a table index (e.g. a :class:`Discretiser`); the default is the
@@ -109,8 +122,12 @@ def as_policy(actions: Sequence[int] | np.ndarray,
     return lambda obs: int(table[encode(obs)])
 
 
-def optimal_action_share(Q: np.ndarray, Q_star: np.ndarray, states: Sequence[int] | np.ndarray | None = None,
-                         tol: float = 1e-6) -> float:
+def optimal_action_share(
+    Q: np.ndarray,
+    Q_star: np.ndarray,
+    states: Sequence[int] | np.ndarray | None = None,
+    tol: float = 1e-6,
+) -> float:
     """Share of ``states`` (default: all) where the greedy action of ``Q`` is optimal under ``Q_star``.
 
     An action counts as optimal when its true value is within ``tol`` of the best one, so states where
@@ -122,7 +139,9 @@ def optimal_action_share(Q: np.ndarray, Q_star: np.ndarray, states: Sequence[int
     return float(np.mean(Q_star[states, chosen] >= best - tol))
 
 
-def reachable_states(T: np.ndarray, start_states: Sequence[int] | np.ndarray) -> np.ndarray:
+def reachable_states(
+    T: np.ndarray, start_states: Sequence[int] | np.ndarray
+) -> np.ndarray:
     """The states an episode can visit from ``start_states`` under *some* policy (sorted).
 
     Used to judge a learned table only where it can matter: Taxi's 500 states include 100 in which the
@@ -138,8 +157,13 @@ def reachable_states(T: np.ndarray, start_states: Sequence[int] | np.ndarray) ->
     return np.flatnonzero(seen)
 
 
-def greedy_path(env_id: str, actions: Sequence[int] | np.ndarray, max_steps: int = 200, seed: int = 0,
-                **kwargs) -> tuple[list[int], float]:
+def greedy_path(
+    env_id: str,
+    actions: Sequence[int] | np.ndarray,
+    max_steps: int = 200,
+    seed: int = 0,
+    **kwargs,
+) -> tuple[list[int], float]:
     """Follow a table of actions from the start state: the visited states and the return.
 
     Used to draw the route a policy takes in a deterministic grid world (it stops after ``max_steps``
@@ -164,10 +188,16 @@ class GridLayout:
 
     shape: tuple[int, int]
     deltas: dict[int, tuple[int, int]]
-    labels: dict[int, str] = field(default_factory=dict)     # cell index -> letter (S, G, H, C, ...)
-    no_arrow: set[int] = field(default_factory=set)          # cells where the action does not matter
+    labels: dict[int, str] = field(
+        default_factory=dict
+    )  # cell index -> letter (S, G, H, C, ...)
+    no_arrow: set[int] = field(
+        default_factory=set
+    )  # cells where the action does not matter
     cell_colors: dict[int, str] = field(default_factory=dict)
-    walls: list[tuple[tuple[float, float], tuple[float, float]]] = field(default_factory=list)
+    walls: list[tuple[tuple[float, float], tuple[float, float]]] = field(
+        default_factory=list
+    )
 
 
 def grid_layout(env: gym.Env) -> GridLayout:
@@ -177,21 +207,39 @@ def grid_layout(env: gym.Env) -> GridLayout:
     if name == "FrozenLakeEnv":
         desc = base.desc.astype(str)
         labels = {i: ch for i, ch in enumerate(desc.flat) if ch in "SHG"}
-        colors = {i: {"H": "#9ecae1", "G": "#a1d99b"}[ch] for i, ch in labels.items() if ch in "HG"}
-        return GridLayout(desc.shape, ACTION_DELTAS["FrozenLake"], labels,
-                          {i for i, ch in labels.items() if ch in "HG"}, colors)
+        colors = {
+            i: {"H": "#9ecae1", "G": "#a1d99b"}[ch]
+            for i, ch in labels.items()
+            if ch in "HG"
+        }
+        return GridLayout(
+            desc.shape,
+            ACTION_DELTAS["FrozenLake"],
+            labels,
+            {i for i, ch in labels.items() if ch in "HG"},
+            colors,
+        )
     if name == "CliffWalkingEnv":
         rows, cols = base.shape
         start, goal = (rows - 1) * cols, rows * cols - 1
         cliff = set(range(start + 1, goal))
         labels = {start: "S", goal: "G", **{c: "C" for c in cliff}}
         colors = {goal: "#a1d99b", **{c: "#bdbdbd" for c in cliff}}
-        return GridLayout((rows, cols), ACTION_DELTAS["CliffWalking"], labels, cliff | {goal}, colors)
+        return GridLayout(
+            (rows, cols), ACTION_DELTAS["CliffWalking"], labels, cliff | {goal}, colors
+        )
     if name == "TaxiEnv":
         labels = {r * 5 + c: "RGYB"[i] for i, (r, c) in enumerate(base.locs)}
         desc = base.desc.astype(str)
-        walls = [((c - 0.5, r - 0.5), (c - 0.5, r + 0.5))          # a '|' between column c-1 and c of row r
-                 for r in range(5) for c in range(1, 5) if desc[r + 1, 2 * c] == "|"]
+        walls = [
+            (
+                (c - 0.5, r - 0.5),
+                (c - 0.5, r + 0.5),
+            )  # a '|' between column c-1 and c of row r
+            for r in range(5)
+            for c in range(1, 5)
+            if desc[r + 1, 2 * c] == "|"
+        ]
         return GridLayout((5, 5), ACTION_DELTAS["Taxi"], labels, set(), {}, walls)
     raise ValueError(f"no grid layout for {name}")
 
@@ -206,10 +254,17 @@ def taxi_slice(table: np.ndarray, passenger: int, destination: int) -> np.ndarra
     return np.asarray(table)[(cells * 5 + passenger) * 4 + destination]
 
 
-def plot_grid_policy(layout: GridLayout, actions: Sequence[int] | np.ndarray | None = None, *,
-                     values: np.ndarray | None = None, paths: Mapping[str, Sequence[int]] | None = None,
-                     action_text: Mapping[int, str] | None = None, title: str = "Greedy policy",
-                     value_label: str = "state value", ax: plt.Axes | None = None) -> plt.Figure:
+def plot_grid_policy(
+    layout: GridLayout,
+    actions: Sequence[int] | np.ndarray | None = None,
+    *,
+    values: np.ndarray | None = None,
+    paths: Mapping[str, Sequence[int]] | None = None,
+    action_text: Mapping[int, str] | None = None,
+    title: str = "Greedy policy",
+    value_label: str = "state value",
+    ax: plt.Axes | None = None,
+) -> plt.Figure:
     """Draw a policy as one arrow per cell, optionally over a colour map of state values, and/or routes.
 
     ``actions`` holds one action per cell (row-major); actions without a grid move (Taxi's pickup and
@@ -218,7 +273,9 @@ def plot_grid_policy(layout: GridLayout, actions: Sequence[int] | np.ndarray | N
     """
     rows, cols = layout.shape
     if ax is None:
-        fig, ax = plt.subplots(figsize=(max(3.0, 0.6 * cols + 1.5), max(2.5, 0.6 * rows + 0.8)))
+        fig, ax = plt.subplots(
+            figsize=(max(3.0, 0.6 * cols + 1.5), max(2.5, 0.6 * rows + 0.8))
+        )
     else:
         fig = ax.figure
     ax.grid(False)
@@ -236,7 +293,16 @@ def plot_grid_policy(layout: GridLayout, actions: Sequence[int] | np.ndarray | N
         ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, color=color, zorder=1))
     for cell, letter in layout.labels.items():
         r, c = divmod(cell, cols)
-        ax.text(c - 0.32, r - 0.22, letter, fontsize=8, fontweight="bold", ha="center", va="center", zorder=3)
+        ax.text(
+            c - 0.32,
+            r - 0.22,
+            letter,
+            fontsize=8,
+            fontweight="bold",
+            ha="center",
+            va="center",
+            zorder=3,
+        )
     if actions is not None:
         text = dict(action_text or {})
         for cell, a in enumerate(np.asarray(actions, dtype=int)):
@@ -245,18 +311,48 @@ def plot_grid_policy(layout: GridLayout, actions: Sequence[int] | np.ndarray | N
             r, c = divmod(cell, cols)
             if a in layout.deltas:
                 dr, dc = layout.deltas[a]
-                ax.annotate("", xy=(c + 0.3 * dc, r + 0.3 * dr), xytext=(c - 0.3 * dc, r - 0.3 * dr),
-                            arrowprops=dict(arrowstyle="->", lw=1.5, color="white" if values is not None else "k"),
-                            zorder=4)
+                ax.annotate(
+                    "",
+                    xy=(c + 0.3 * dc, r + 0.3 * dr),
+                    xytext=(c - 0.3 * dc, r - 0.3 * dr),
+                    arrowprops=dict(
+                        arrowstyle="->",
+                        lw=1.5,
+                        color="white" if values is not None else "k",
+                    ),
+                    zorder=4,
+                )
             else:
-                ax.text(c, r, text.get(int(a), str(a)), ha="center", va="center", fontsize=10,
-                        fontweight="bold", color="white" if values is not None else "k", zorder=4)
+                ax.text(
+                    c,
+                    r,
+                    text.get(int(a), str(a)),
+                    ha="center",
+                    va="center",
+                    fontsize=10,
+                    fontweight="bold",
+                    color="white" if values is not None else "k",
+                    zorder=4,
+                )
     for i, (label, path) in enumerate((paths or {}).items()):
         rc = np.array([divmod(int(s), cols) for s in path], dtype=float)
-        offset = 0.08 * (i - (len(paths) - 1) / 2)          # side by side where two routes share cells
-        ax.plot(rc[:, 1] + offset, rc[:, 0] + offset, "-o", color=f"C{i}", lw=2.5, ms=4, label=label, zorder=5)
+        offset = 0.08 * (
+            i - (len(paths) - 1) / 2
+        )  # side by side where two routes share cells
+        ax.plot(
+            rc[:, 1] + offset,
+            rc[:, 0] + offset,
+            "-o",
+            color=f"C{i}",
+            lw=2.5,
+            ms=4,
+            label=label,
+            zorder=5,
+        )
     if paths:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=len(paths), fontsize=9)
+        ax.legend(
+            loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=len(paths), fontsize=9
+        )
     for (x0, y0), (x1, y1) in layout.walls:
         ax.plot([x0, x1], [y0, y1], color="k", lw=4, zorder=6)
     ax.set_xticks(range(cols))
@@ -277,7 +373,9 @@ class Discretiser:
     and 20 bins give 160,000, each of which must be visited many times to be learned.
     """
 
-    def __init__(self, low: Sequence[float], high: Sequence[float], bins: int | Sequence[int]) -> None:
+    def __init__(
+        self, low: Sequence[float], high: Sequence[float], bins: int | Sequence[int]
+    ) -> None:
         self.low = np.asarray(low, dtype=float)
         self.high = np.asarray(high, dtype=float)
         if self.low.shape != self.high.shape or self.low.ndim != 1:
@@ -296,7 +394,9 @@ class Discretiser:
 
     def cell(self, obs: Sequence[float] | np.ndarray) -> np.ndarray:
         """The bin of each dimension, clipped to ``[0, bins - 1]``."""
-        idx = np.floor((np.asarray(obs, dtype=float) - self.low) * self._scale).astype(int)
+        idx = np.floor((np.asarray(obs, dtype=float) - self.low) * self._scale).astype(
+            int
+        )
         return np.clip(idx, 0, self.bins - 1)
 
     def __call__(self, obs: Sequence[float] | np.ndarray) -> int:

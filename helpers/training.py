@@ -20,7 +20,9 @@ from tqdm.auto import tqdm
 
 from .settings import get_device
 
-Metric = Callable[[torch.Tensor, torch.Tensor], "float | torch.Tensor"]   # batch mean (a 0-d tensor is faster)
+Metric = Callable[
+    [torch.Tensor, torch.Tensor], "float | torch.Tensor"
+]  # batch mean (a 0-d tensor is faster)
 
 
 def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -85,13 +87,20 @@ def _to(batch: Iterable[torch.Tensor], device: torch.device) -> list[torch.Tenso
     return [t.to(device, non_blocking=True) for t in batch]
 
 
-def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
-                    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *,
-                    device: torch.device | None = None, metrics: Mapping[str, Metric] | None = None,
-                    amp: bool = True, grad_clip: float | None = None,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-                    scaler: torch.amp.GradScaler | None = None,
-                    on_batch: Callable[[], None] | None = None) -> dict[str, float]:
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    device: torch.device | None = None,
+    metrics: Mapping[str, Metric] | None = None,
+    amp: bool = True,
+    grad_clip: float | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    on_batch: Callable[[], None] | None = None,
+) -> dict[str, float]:
     """One pass over ``loader`` with gradient steps; returns mean loss and metrics over the samples seen.
 
     ``scheduler``, if given, is stepped after every batch (e.g. ``OneCycleLR``); step per-epoch
@@ -103,7 +112,10 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     device = device or next(model.parameters()).device
     metrics = metrics or {}
     model.train()
-    totals: dict[str, float | torch.Tensor] = {"loss": 0.0, **{name: 0.0 for name in metrics}}
+    totals: dict[str, float | torch.Tensor] = {
+        "loss": 0.0,
+        **{name: 0.0 for name in metrics},
+    }
     seen = 0
     for x, y in loader:
         x, y = _to((x, y), device)
@@ -137,15 +149,22 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
         raise ValueError("the training loader yielded no batches")
     means = {k: float(v) / seen for k, v in totals.items()}
     if not math.isfinite(means["loss"]):
-        raise FloatingPointError(f"loss became {means['loss']}: lower the learning rate or clip gradients")
+        raise FloatingPointError(
+            f"loss became {means['loss']}: lower the learning rate or clip gradients"
+        )
     return means
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable,
-             loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None, *,
-             metrics: Mapping[str, Metric] | None = None, device: torch.device | None = None,
-             amp: bool = True) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    *,
+    metrics: Mapping[str, Metric] | None = None,
+    device: torch.device | None = None,
+    amp: bool = True,
+) -> dict[str, float]:
     """Mean loss and metrics of ``model`` over ``loader``, in eval mode, without gradients.
 
     Defaults suit classification: cross-entropy loss and accuracy (key ``"acc"``).
@@ -154,7 +173,10 @@ def evaluate(model: nn.Module, loader: Iterable,
     metrics = {"acc": accuracy} if metrics is None else metrics
     device = device or next(model.parameters()).device
     model.eval()
-    totals: dict[str, float | torch.Tensor] = {"loss": 0.0, **{name: 0.0 for name in metrics}}
+    totals: dict[str, float | torch.Tensor] = {
+        "loss": 0.0,
+        **{name: 0.0 for name in metrics},
+    }
     seen = 0
     for x, y in loader:
         x, y = _to((x, y), device)
@@ -172,7 +194,9 @@ def evaluate(model: nn.Module, loader: Iterable,
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: Iterable, *, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(
+    model: nn.Module, loader: Iterable, *, device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Model outputs and targets for a whole loader, on the CPU: the raw material of confusion matrices."""
     device = device or next(model.parameters()).device
     model.eval()
@@ -183,13 +207,24 @@ def predict(model: nn.Module, loader: Iterable, *, device: torch.device | None =
     return torch.cat(outs), torch.cat(targets)
 
 
-def fit(model: nn.Module, train_loader: Iterable, *, epochs: int, val_loader: Iterable | None = None,
-        optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3,
-        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-        metrics: Mapping[str, Metric] | None = None,
-        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, scheduler_step: str = "epoch",
-        device: torch.device | str | None = None, amp: bool = True, grad_clip: float | None = None,
-        progress: bool = True, desc: str = "training") -> History:
+def fit(
+    model: nn.Module,
+    train_loader: Iterable,
+    *,
+    epochs: int,
+    val_loader: Iterable | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    lr: float = 1e-3,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    metrics: Mapping[str, Metric] | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    scheduler_step: str = "epoch",
+    device: torch.device | str | None = None,
+    amp: bool = True,
+    grad_clip: float | None = None,
+    progress: bool = True,
+    desc: str = "training",
+) -> History:
     """Train ``model`` for ``epochs`` passes over ``train_loader``; validate after each epoch.
 
     Beginner use: ``history = fit(model, train_loader, val_loader=val_loader, epochs=10)`` trains with
@@ -201,7 +236,9 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int, val_loader: It
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
     if scheduler_step not in ("epoch", "batch"):
-        raise ValueError(f"scheduler_step must be 'epoch' or 'batch', got {scheduler_step!r}")
+        raise ValueError(
+            f"scheduler_step must be 'epoch' or 'batch', got {scheduler_step!r}"
+        )
     device = get_device(device)
     model.to(device)
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
@@ -215,28 +252,56 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int, val_loader: It
         steps_per_epoch = None
     total = steps_per_epoch * epochs if steps_per_epoch else None
     # Only pass `disable` to turn the bar off: left unset, the TQDM_DISABLE environment variable still works.
-    with tqdm(total=total, desc=desc, unit="batch", **({} if progress else {"disable": True})) as bar:
+    with tqdm(
+        total=total, desc=desc, unit="batch", **({} if progress else {"disable": True})
+    ) as bar:
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
-            train = train_one_epoch(model, train_loader, optimizer, loss_fn, device=device, metrics=metrics,
-                                    amp=amp, grad_clip=grad_clip, scaler=scaler, on_batch=bar.update,
-                                    scheduler=scheduler if scheduler_step == "batch" else None)
+            train = train_one_epoch(
+                model,
+                train_loader,
+                optimizer,
+                loss_fn,
+                device=device,
+                metrics=metrics,
+                amp=amp,
+                grad_clip=grad_clip,
+                scaler=scaler,
+                on_batch=bar.update,
+                scheduler=scheduler if scheduler_step == "batch" else None,
+            )
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            row = {"epoch": epoch, "time_s": time.perf_counter() - start,
-                   "lr": optimizer.param_groups[0]["lr"], **{f"train_{k}": v for k, v in train.items()}}
+            row = {
+                "epoch": epoch,
+                "time_s": time.perf_counter() - start,
+                "lr": optimizer.param_groups[0]["lr"],
+                **{f"train_{k}": v for k, v in train.items()},
+            }
             if scheduler is not None and scheduler_step == "epoch":
                 scheduler.step()
             if val_loader is not None:
-                val = evaluate(model, val_loader, loss_fn, metrics=metrics, device=device, amp=amp)
+                val = evaluate(
+                    model, val_loader, loss_fn, metrics=metrics, device=device, amp=amp
+                )
                 row.update({f"val_{k}": v for k, v in val.items()})
             history.append(row)
-            bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k.startswith(("train_", "val_"))})
+            bar.set_postfix(
+                {
+                    k: f"{v:.4f}"
+                    for k, v in row.items()
+                    if k.startswith(("train_", "val_"))
+                }
+            )
     return history
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    **extra: object) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    **extra: object,
+) -> Path:
     """Save weights (and optimiser state, and plain ``extra`` values such as the epoch) to ``path``.
 
     Only tensors and plain Python values are stored, so :func:`load_checkpoint` can read the file
@@ -244,14 +309,24 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model.state_dict(),
-                "optimizer": optimizer.state_dict() if optimizer is not None else None,
-                "extra": extra}, path)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "extra": extra,
+        },
+        path,
+    )
     return path
 
 
-def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    *, device: torch.device | str | None = None) -> dict[str, object]:
+def load_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    device: torch.device | str | None = None,
+) -> dict[str, object]:
     """Load a file written by :func:`save_checkpoint` into ``model`` (and ``optimizer``); return its ``extra``."""
     path = Path(path)
     if not path.exists():

@@ -62,14 +62,26 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[1]
 
 #: What Colab preinstalls that matters to this book (their own requirements come along).
-COLAB_PREINSTALLED = ("torch", "torchvision", "numpy", "matplotlib", "pandas", "scikit-learn", "statsmodels",
-                      "transformers", "tqdm", "ipykernel")
+COLAB_PREINSTALLED = (
+    "torch",
+    "torchvision",
+    "numpy",
+    "matplotlib",
+    "pandas",
+    "scikit-learn",
+    "statsmodels",
+    "transformers",
+    "tqdm",
+    "ipykernel",
+)
 #: Colab has pip too (the install cell needs it); linked rather than bootstrapped with ensurepip (faster).
 TOOLS = ("pip",)
 #: The placeholder of the install cells that stands for the repository.
 REPO_PLACEHOLDER = "git+{REPO_URL}"
 #: pip flags an install line may use: none of them lets pip remove or overwrite a preinstalled distribution.
-SAFE_PIP_FLAGS = frozenset({"-q", "-qq", "-qqq", "--quiet", "-U", "--upgrade", "--no-cache-dir", "--pre"})
+SAFE_PIP_FLAGS = frozenset(
+    {"-q", "-qq", "-qqq", "--quiet", "-U", "--upgrade", "--no-cache-dir", "--pre"}
+)
 #: Modules of ``helpers`` that are developer tools (slide decks, the results page), not used by a chapter.
 DEVELOPER_MODULES = ("helpers.slides", "helpers.__main__")
 
@@ -97,13 +109,17 @@ def requirement_closure(names) -> dict[str, metadata.Distribution]:
         try:
             dist = found.get(key) or metadata.distribution(name)
         except metadata.PackageNotFoundError:
-            raise RuntimeError(f"{name} is required by the simulated Colab runtime but not installed in "
-                               f"{sys.prefix}") from None
+            raise RuntimeError(
+                f"{name} is required by the simulated Colab runtime but not installed in "
+                f"{sys.prefix}"
+            ) from None
         found[key] = dist
         for line in dist.requires or []:
             req = Requirement(line)
             wanted = [""] + sorted(extras)
-            if req.marker is not None and not any(req.marker.evaluate({"extra": e}) for e in wanted):
+            if req.marker is not None and not any(
+                req.marker.evaluate({"extra": e}) for e in wanted
+            ):
                 continue
             todo.append((req.name, frozenset(req.extras)))
     return found
@@ -112,7 +128,9 @@ def requirement_closure(names) -> dict[str, metadata.Distribution]:
 def _site_files(dist: metadata.Distribution) -> list[tuple[str, ...]]:
     """The dist's files inside its site-packages, as path parts (scripts in ../../bin and data are left out)."""
     if dist.files is None:
-        raise RuntimeError(f"{dist.metadata['Name']} has no RECORD: cannot tell which files are its own")
+        raise RuntimeError(
+            f"{dist.metadata['Name']} has no RECORD: cannot tell which files are its own"
+        )
     parts = [Path(f).parts for f in dist.files]
     return [p for p in parts if p and p[0] != ".."]
 
@@ -127,18 +145,26 @@ def link_distributions(dists: dict[str, metadata.Distribution], site: Path) -> i
     through a link into the source environment.
     """
     source = {Path(d.locate_file("")).resolve() for d in dists.values()}
-    assert len(source) == 1, f"the preinstalled distributions come from several places: {source}"
+    assert len(source) == 1, (
+        f"the preinstalled distributions come from several places: {source}"
+    )
     source_site = source.pop()
     closure = set(dists)
-    owners: dict[tuple[str, ...], set[str]] = defaultdict(set)      # path prefix -> owning distributions
-    wanted: dict[tuple[str, ...], set[str]] = defaultdict(set)      # path prefix -> children to make visible
+    owners: dict[tuple[str, ...], set[str]] = defaultdict(
+        set
+    )  # path prefix -> owning distributions
+    wanted: dict[tuple[str, ...], set[str]] = defaultdict(
+        set
+    )  # path prefix -> children to make visible
     for key, dist in dists.items():
         for parts in _site_files(dist):
             for i in range(1, len(parts) + 1):
                 owners[parts[:i]].add(key)
                 if i < len(parts):
                     wanted[parts[:i]].add(parts[i])
-    for dist in metadata.distributions(path=[str(source_site)]):   # the others: where they share a folder
+    for dist in metadata.distributions(
+        path=[str(source_site)]
+    ):  # the others: where they share a folder
         key = canonicalize_name(dist.metadata["Name"])
         if key in closure:
             continue
@@ -153,8 +179,12 @@ def link_distributions(dists: dict[str, metadata.Distribution], site: Path) -> i
         nonlocal links
         target = source_site.joinpath(*prefix)
         if not (target.exists() or target.is_symlink()):
-            return                                        # listed in RECORD, since removed (e.g. a stale .pyc)
-        namespace = target.is_dir() and "." not in target.name and not (target / "__init__.py").exists()
+            return  # listed in RECORD, since removed (e.g. a stale .pyc)
+        namespace = (
+            target.is_dir()
+            and "." not in target.name
+            and not (target / "__init__.py").exists()
+        )
         if not target.is_dir() or (owners[prefix] <= closure and not namespace):
             site.joinpath(*prefix).symlink_to(target)
             links += 1
@@ -175,29 +205,51 @@ class ColabVenv:
     root: Path
     python: Path
     site: Path
-    preinstalled: dict[str, str]                          # canonical name -> version
+    preinstalled: dict[str, str]  # canonical name -> version
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of a process in this runtime: nothing of the repository's venv or PYTHONPATH."""
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "PYTHONUSERBASE")
-               and not k.startswith(("DLBOOK_", "PYTEST_"))}
-        env["PATH"] = os.pathsep.join([str(self.python.parent)] + [
-            p for p in env.get("PATH", "").split(os.pathsep) if Path(sys.prefix) not in Path(p).parents])
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k
+            not in (
+                "PYTHONPATH",
+                "PYTHONHOME",
+                "VIRTUAL_ENV",
+                "PYTHONSTARTUP",
+                "PYTHONUSERBASE",
+            )
+            and not k.startswith(("DLBOOK_", "PYTEST_"))
+        }
+        env["PATH"] = os.pathsep.join(
+            [str(self.python.parent)]
+            + [
+                p
+                for p in env.get("PATH", "").split(os.pathsep)
+                if Path(sys.prefix) not in Path(p).parents
+            ]
+        )
         env["VIRTUAL_ENV"] = str(self.root)
         env.update(extra)
         return env
 
-    def run(self, *args, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+    def run(
+        self, *args, cwd: Path | None = None, **env: str
+    ) -> subprocess.CompletedProcess:
         """Run this interpreter with ``args`` from ``cwd`` (default: its own folder, outside the repository)."""
         return run([self.python, *args], cwd=cwd or self.root, env=self.env(**env))
 
 
 def run(cmd: list, **kwargs) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
+    result = subprocess.run(
+        [str(c) for c in cmd], capture_output=True, text=True, **kwargs
+    )
     if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({result.returncode}):\n"
-                           f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        raise RuntimeError(
+            f"{' '.join(map(str, cmd))} failed ({result.returncode}):\n"
+            f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
     return result
 
 
@@ -205,7 +257,11 @@ def make_colab_venv(path: Path, preinstalled=COLAB_PREINSTALLED + TOOLS) -> Cola
     """A fresh virtual environment at ``path`` that sees exactly ``preinstalled`` and their requirements."""
     run([sys.executable, "-m", "venv", "--without-pip", path])
     python = path / "bin" / "python"
-    site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+    site = Path(
+        run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
+        ).stdout.strip()
+    )
     assert Path(sysconfig.get_paths()["purelib"]).resolve() != site.resolve()
     dists = requirement_closure(preinstalled)
     link_distributions(dists, site)
@@ -220,17 +276,41 @@ def build_wheel(out: Path, root: Path = ROOT) -> Path:
     """The wheel ``pip install git+<repo>`` would build, from the files a clone of the working tree would hold."""
     src = out / "src"
     try:
-        listed = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root).stdout
+        listed = run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=root,
+        ).stdout
         files = [f for f in listed.split("\0") if f and (root / f).is_file()]
-    except (RuntimeError, FileNotFoundError):               # not a git checkout (e.g. an unpacked archive)
-        files = [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not {
-            ".git", ".venv", "_build", "__pycache__", "build", "dist"} & set(p.relative_to(root).parts)
-            and ".egg-info" not in str(p)]
+    except (
+        RuntimeError,
+        FileNotFoundError,
+    ):  # not a git checkout (e.g. an unpacked archive)
+        files = [
+            str(p.relative_to(root))
+            for p in root.rglob("*")
+            if p.is_file()
+            and not {".git", ".venv", "_build", "__pycache__", "build", "dist"}
+            & set(p.relative_to(root).parts)
+            and ".egg-info" not in str(p)
+        ]
     for f in files:
         (src / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / f, src / f)
     dist = out / "dist"
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, src])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            dist,
+            src,
+        ]
+    )
     (wheel,) = dist.glob("*.whl")
     return wheel
 
@@ -244,16 +324,27 @@ def first_code_cell(nb: dict) -> str:
 
 def install_args(nb: dict) -> list[str]:
     """The arguments of the ``%pip install`` line in the notebook's first code cell (the Colab install cell)."""
-    lines = [m.group(1) for m in re.finditer(r"^\s*%pip\s+install\s+(.*)$", first_code_cell(nb), re.M)]
+    lines = [
+        m.group(1)
+        for m in re.finditer(r"^\s*%pip\s+install\s+(.*)$", first_code_cell(nb), re.M)
+    ]
     if len(lines) != 1:
-        raise ValueError(f"the first code cell has {len(lines)} `%pip install` lines, expected one:\n"
-                         + first_code_cell(nb))
+        raise ValueError(
+            f"the first code cell has {len(lines)} `%pip install` lines, expected one:\n"
+            + first_code_cell(nb)
+        )
     args = shlex.split(lines[0])
     unsafe = [a for a in args if a.startswith("-") and a not in SAFE_PIP_FLAGS]
-    if unsafe:   # e.g. --force-reinstall would remove the linked files of .venv, see pip_install
-        raise ValueError(f"pip flags {unsafe} are not simulated (allowed: {sorted(SAFE_PIP_FLAGS)})")
+    if (
+        unsafe
+    ):  # e.g. --force-reinstall would remove the linked files of .venv, see pip_install
+        raise ValueError(
+            f"pip flags {unsafe} are not simulated (allowed: {sorted(SAFE_PIP_FLAGS)})"
+        )
     if sum(REPO_PLACEHOLDER in a for a in args) != 1:
-        raise ValueError(f"the install line does not install the repository ({REPO_PLACEHOLDER}): {lines[0]}")
+        raise ValueError(
+            f"the install line does not install the repository ({REPO_PLACEHOLDER}): {lines[0]}"
+        )
     return args
 
 
@@ -271,19 +362,37 @@ def pip_install(venv: ColabVenv, args: list[str], wheel: Path, work: Path) -> li
     args = [a.replace(REPO_PLACEHOLDER, wheel.resolve().as_uri()) for a in args]
     work.mkdir(parents=True, exist_ok=True)
     constraints = work / "colab-preinstalled.txt"
-    constraints.write_text("".join(f"{name}=={version}\n" for name, version in sorted(venv.preinstalled.items())))
+    constraints.write_text(
+        "".join(
+            f"{name}=={version}\n"
+            for name, version in sorted(venv.preinstalled.items())
+        )
+    )
     report = work / "pip-report.json"
-    venv.run("-m", "pip", "install", *args, "--constraint", constraints, "--report", report,
-             "--progress-bar", "off", cwd=work)
+    venv.run(
+        "-m",
+        "pip",
+        "install",
+        *args,
+        "--constraint",
+        constraints,
+        "--report",
+        report,
+        "--progress-bar",
+        "off",
+        cwd=work,
+    )
     installed = json.loads(report.read_text())["install"]
-    outside = []                          # files of the distributions pip installed that lie outside the venv
+    outside = []  # files of the distributions pip installed that lie outside the venv
     for info in venv.site.glob("*.dist-info"):
         if not info.is_symlink() and (info / "RECORD").exists():
             for line in (info / "RECORD").read_text().splitlines():
                 file = venv.site / line.rsplit(",", 2)[0]
                 if venv.root.resolve() not in file.resolve().parents:
                     outside.append(str(file))
-    assert not outside, f"pip wrote through a link, outside the simulated runtime: {outside[:10]}"
+    assert not outside, (
+        f"pip wrote through a link, outside the simulated runtime: {outside[:10]}"
+    )
     return [f"{i['metadata']['name']}=={i['metadata']['version']}" for i in installed]
 
 
@@ -301,12 +410,19 @@ def _imported(tree: ast.AST) -> set[str]:
     return names
 
 
-_FENCE = re.compile(r"^[ \t]*```+[ \t]*(?:python|py|ipython3?)[ \t]*\n(.*?)^[ \t]*```", re.M | re.S)
-_IMPORT_LINE = re.compile(r"^\s*(?:from\s+([A-Za-z_]\w*)[\w.]*\s+import\b|import\s+([A-Za-z_][\w., \t]*))", re.M)
+_FENCE = re.compile(
+    r"^[ \t]*```+[ \t]*(?:python|py|ipython3?)[ \t]*\n(.*?)^[ \t]*```", re.M | re.S
+)
+_IMPORT_LINE = re.compile(
+    r"^\s*(?:from\s+([A-Za-z_]\w*)[\w.]*\s+import\b|import\s+([A-Za-z_][\w., \t]*))",
+    re.M,
+)
 
 
 def _python_of_cell(source: str) -> str:
-    from IPython.core.inputtransformer2 import TransformerManager   # magics and !shell lines -> Python
+    from IPython.core.inputtransformer2 import (
+        TransformerManager,
+    )  # magics and !shell lines -> Python
 
     return TransformerManager().transform_cell(source)
 
@@ -320,18 +436,27 @@ def notebook_imports(nb: dict) -> dict[str, set[str]]:
             try:
                 names = _imported(ast.parse(_python_of_cell(source)))
             except SyntaxError as err:
-                raise ValueError(f"code cell {i} does not parse: {err}\n{source}") from None
+                raise ValueError(
+                    f"code cell {i} does not parse: {err}\n{source}"
+                ) from None
             for name in names:
                 found[name].add(f"cell {i}")
         elif cell["cell_type"] == "markdown":
             for fence in _FENCE.findall(source):
                 try:
                     names = _imported(ast.parse(_python_of_cell(fence)))
-                except SyntaxError:                          # a sketch in a solution: read its import lines
+                except SyntaxError:  # a sketch in a solution: read its import lines
                     names = set()
                     for frm, imp in _IMPORT_LINE.findall(fence):
-                        names |= {frm} if frm else {n.strip().split(".")[0].split()[0]
-                                                    for n in imp.split(",") if n.strip()}
+                        names |= (
+                            {frm}
+                            if frm
+                            else {
+                                n.strip().split(".")[0].split()[0]
+                                for n in imp.split(",")
+                                if n.strip()
+                            }
+                        )
                 for name in names:
                     found[name].add(f"markdown cell {i}")
     return dict(found)
@@ -352,7 +477,10 @@ def helpers_imports(root: Path = ROOT) -> dict[str, set[str]]:
 
 def chapter_modules(root: Path = ROOT) -> list[str]:
     """The importable modules of ``helpers`` a chapter may import (developer tools left out)."""
-    mods = [".".join(p.relative_to(root).with_suffix("").parts) for p in sorted((root / "helpers").glob("*.py"))]
+    mods = [
+        ".".join(p.relative_to(root).with_suffix("").parts)
+        for p in sorted((root / "helpers").glob("*.py"))
+    ]
     return [m.removesuffix(".__init__") for m in mods if m not in DEVELOPER_MODULES]
 
 
@@ -369,20 +497,31 @@ def missing_modules(venv: ColabVenv, names) -> list[str]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def unprovided_imports(venv: ColabVenv, notebooks: dict[str, dict]) -> dict[str, dict[str, set[str]]]:
+def unprovided_imports(
+    venv: ColabVenv, notebooks: dict[str, dict]
+) -> dict[str, dict[str, set[str]]]:
     """For each notebook (name -> JSON), the modules it imports that ``venv`` cannot find, with where."""
     imports = {name: notebook_imports(nb) for name, nb in notebooks.items()}
-    missing = set(missing_modules(venv, set().union(*imports.values()))) if imports else set()
-    report = {name: {m: where for m, where in found.items() if m in missing} for name, found in imports.items()}
+    missing = (
+        set(missing_modules(venv, set().union(*imports.values()))) if imports else set()
+    )
+    report = {
+        name: {m: where for m, where in found.items() if m in missing}
+        for name, found in imports.items()
+    }
     return {name: found for name, found in report.items() if found}
 
 
-def describe_unprovided(report: dict[str, dict[str, set[str]]], install_line: str) -> str:
+def describe_unprovided(
+    report: dict[str, dict[str, set[str]]], install_line: str
+) -> str:
     """A message that names each notebook, module and cell that the install line leaves unprovided."""
     return "\n".join(
         f"{name} imports {module} ({', '.join(sorted(where))}), which a Colab runtime does not have after its "
         f"install cell `%pip install {install_line}`"
-        for name, found in sorted(report.items()) for module, where in sorted(found.items()))
+        for name, found in sorted(report.items())
+        for module, where in sorted(found.items())
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -399,7 +538,9 @@ finally:
 """
 
 
-def execute_notebook(venv: ColabVenv, notebook: Path, work: Path, timeout: int = 600, **env: str) -> dict:
+def execute_notebook(
+    venv: ColabVenv, notebook: Path, work: Path, timeout: int = 600, **env: str
+) -> dict:
     """Execute a copy of ``notebook`` in ``work`` (outside the repository) on a kernel of ``venv``.
 
     A last cell prints where ``helpers`` was imported from (``HELPERS_FROM <path>``). Returns the executed
@@ -407,24 +548,53 @@ def execute_notebook(venv: ColabVenv, notebook: Path, work: Path, timeout: int =
     """
     work.mkdir(parents=True, exist_ok=True)
     nb = json.loads(notebook.read_text())
-    nb["cells"].append({"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
-                        "source": "import helpers, sys\nprint('HELPERS_FROM', helpers.__file__)\n"
-                                  "print('PYTHON_PREFIX', sys.prefix)"})
+    nb["cells"].append(
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "execution_count": None,
+            "outputs": [],
+            "source": "import helpers, sys\nprint('HELPERS_FROM', helpers.__file__)\n"
+            "print('PYTHON_PREFIX', sys.prefix)",
+        }
+    )
     copy = work / notebook.name
     copy.write_text(json.dumps(nb))
     spec = work / "jupyter" / "kernels" / "colab-sim"
     spec.mkdir(parents=True, exist_ok=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [str(venv.python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (simulated Colab)", "language": "python"}))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [
+                    str(venv.python),
+                    "-m",
+                    "ipykernel_launcher",
+                    "-f",
+                    "{connection_file}",
+                ],
+                "display_name": "Python 3 (simulated Colab)",
+                "language": "python",
+            }
+        )
+    )
     executed = work / f"{notebook.stem}.executed.ipynb"
-    kernel_env = venv.env(JUPYTER_PATH=str(work / "jupyter"), IPYTHONDIR=str(work / "ipython"), **env)
+    kernel_env = venv.env(
+        JUPYTER_PATH=str(work / "jupyter"), IPYTHONDIR=str(work / "ipython"), **env
+    )
     # nbclient runs from the repository's venv (the frontend); the kernel is the simulated runtime.
-    run([sys.executable, "-c", _EXECUTE, copy, executed, timeout], cwd=work, env=kernel_env)
+    run(
+        [sys.executable, "-c", _EXECUTE, copy, executed, timeout],
+        cwd=work,
+        env=kernel_env,
+    )
     return json.loads(executed.read_text())
 
 
 def printed(nb: dict, cell: int = -1) -> str:
     """The text a cell printed (stream outputs)."""
-    texts = [o.get("text", "") for o in nb["cells"][cell]["outputs"] if o.get("output_type") == "stream"]
+    texts = [
+        o.get("text", "")
+        for o in nb["cells"][cell]["outputs"]
+        if o.get("output_type") == "stream"
+    ]
     return "".join("".join(t) if isinstance(t, list) else t for t in texts)

@@ -24,10 +24,18 @@ def _seeded(monkeypatch):
 def fake_data_dir(tmp_path: Path) -> Path:
     """A data folder holding tiny synthetic archives in the offline-copy format (shapes of the real sets)."""
     rng = np.random.default_rng(0)
-    for name, shape in (("mnist.npz", (28, 28)), ("fashion_mnist.npz", (28, 28)), ("cifar10_jpeg.npz", (32, 32, 3))):
-        np.savez(tmp_path / name,
-                 x_train=rng.integers(0, 256, (20, *shape), dtype=np.uint8), y_train=rng.integers(0, 10, 20, dtype=np.uint8),
-                 x_test=rng.integers(0, 256, (8, *shape), dtype=np.uint8), y_test=rng.integers(0, 10, 8, dtype=np.uint8))
+    for name, shape in (
+        ("mnist.npz", (28, 28)),
+        ("fashion_mnist.npz", (28, 28)),
+        ("cifar10_jpeg.npz", (32, 32, 3)),
+    ):
+        np.savez(
+            tmp_path / name,
+            x_train=rng.integers(0, 256, (20, *shape), dtype=np.uint8),
+            y_train=rng.integers(0, 10, 20, dtype=np.uint8),
+            x_test=rng.integers(0, 256, (8, *shape), dtype=np.uint8),
+            y_test=rng.integers(0, 10, 8, dtype=np.uint8),
+        )
     return tmp_path
 
 
@@ -35,8 +43,8 @@ def fake_data_dir(tmp_path: Path) -> Path:
 def real_data_dir() -> Path:
     """The verified offline copy (DLBOOK_DATA or ../shared/data); tests that need it skip where it is absent."""
     env = os.environ.get("DLBOOK_DATA", str(SHARED_DATA))
-    for part in env.split(os.pathsep):               # DLBOOK_DATA may list several folders
-        path = Path(part).expanduser().resolve()   # absolute: subprocesses cd
+    for part in env.split(os.pathsep):  # DLBOOK_DATA may list several folders
+        path = Path(part).expanduser().resolve()  # absolute: subprocesses cd
         if (path / "mnist.npz").exists() or (path / "MNIST").exists():
             return path
     pytest.skip(f"no offline data copy in {env}")

@@ -28,7 +28,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             continue
         cell.outputs = list(outputs or [])
         cell.execution_count = item.cell_num + 1 if outputs is not None else None
-        if outputs is not None:  # with pytest-xdist a worker collects every notebook but runs only its own
+        if (
+            outputs is not None
+        ):  # with pytest-xdist a worker collects every notebook but runs only its own
             notebooks[Path(str(item.parent.path))] = item.parent.nb
     root = Path(str(session.config.rootpath))
     for path, nb in notebooks.items():

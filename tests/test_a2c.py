@@ -13,8 +13,12 @@ def test_n_step_returns_by_hand_with_terminated_and_truncated():
     g = 0.5
     # Two environments, four steps. Env 0 terminates at t=1; env 1 is truncated (time limit) at t=2.
     rewards = torch.tensor([[1.0, 1.0], [2.0, 1.0], [3.0, 1.0], [4.0, 1.0]])
-    terminated = torch.tensor([[False, False], [True, False], [False, False], [False, False]])
-    truncated = torch.tensor([[False, False], [False, False], [False, True], [False, False]])
+    terminated = torch.tensor(
+        [[False, False], [True, False], [False, False], [False, False]]
+    )
+    truncated = torch.tensor(
+        [[False, False], [False, False], [False, True], [False, False]]
+    )
     next_values = torch.tensor([[10.0, 20.0], [11.0, 21.0], [12.0, 22.0], [13.0, 23.0]])
     out = a2c.n_step_returns(rewards, terminated, truncated, next_values, g)
     # env 0: t=3 bootstraps from V(s_4)=13; t=2 continues into it; t=1 is terminal (future 0); t=0 continues.
@@ -35,14 +39,18 @@ def test_n_step_returns_by_hand_with_terminated_and_truncated():
 def test_n_step_returns_without_critic_is_monte_carlo():
     rewards = torch.ones(5)
     terminated = torch.tensor([False, False, False, False, True])
-    out = a2c.n_step_returns(rewards, terminated, torch.zeros(5, dtype=torch.bool), torch.zeros(5), 0.9)
-    expected = torch.tensor([sum(0.9 ** k for k in range(5 - t)) for t in range(5)])
+    out = a2c.n_step_returns(
+        rewards, terminated, torch.zeros(5, dtype=torch.bool), torch.zeros(5), 0.9
+    )
+    expected = torch.tensor([sum(0.9**k for k in range(5 - t)) for t in range(5)])
     assert torch.allclose(out, expected)
 
 
 def test_n_step_returns_rejects_mismatched_shapes():
     with pytest.raises(ValueError):
-        a2c.n_step_returns(torch.ones(3), torch.zeros(3), torch.zeros(3), torch.zeros(4), 0.9)
+        a2c.n_step_returns(
+            torch.ones(3), torch.zeros(3), torch.zeros(3), torch.zeros(4), 0.9
+        )
 
 
 def test_rollout_masks_the_reset_step_and_loss_has_gradients():
@@ -50,7 +58,9 @@ def test_rollout_masks_the_reset_step_and_loss_has_gradients():
     obs, _ = envs.reset(seed=[0, 1])
     model = rl.ActorCritic(4, 2)
     state = a2c.RolloutState(obs, np.zeros(2, dtype=bool))
-    batch = a2c.collect_rollout(envs, model, state, 60)       # a random policy ends CartPole episodes in ~20 steps
+    batch = a2c.collect_rollout(
+        envs, model, state, 60
+    )  # a random policy ends CartPole episodes in ~20 steps
     ended = batch.terminated | batch.truncated
     assert ended[:-1].any()
     # the step right after an episode ended is the reset step: masked out, reward 0
@@ -59,7 +69,9 @@ def test_rollout_masks_the_reset_step_and_loss_has_gradients():
     assert batch.mask.sum() == state.step and len(state.episodes) >= 1
     loss, parts = a2c.a2c_loss(model, batch)
     loss.backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert all(
+        p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters()
+    )
     assert set(parts) >= {"policy_loss", "value_loss", "entropy"}
     envs.close()
 
@@ -68,22 +80,32 @@ def test_episode_advantages_reinforce_is_reward_to_go():
     envs = [rl.make_env("CartPole-v1", seed=i) for i in range(2)]
     model = rl.ActorCritic(4, 2)
     batch = a2c.run_episodes(envs, model)
-    assert batch.steps == sum(batch.returns)                    # CartPole pays 1 per step
+    assert batch.steps == sum(batch.returns)  # CartPole pays 1 per step
     psi = a2c.episode_advantages(model, batch, "reinforce", gamma=1.0)
     first_len = int(batch.returns[0])
-    assert psi[0] == first_len and psi[first_len - 1] == 1.0    # undiscounted reward-to-go
+    assert (
+        psi[0] == first_len and psi[first_len - 1] == 1.0
+    )  # undiscounted reward-to-go
     for estimator in ("baseline", "a2c"):
-        assert a2c.episode_advantages(model, batch, estimator).shape == batch.rewards.shape
+        assert (
+            a2c.episode_advantages(model, batch, estimator).shape == batch.rewards.shape
+        )
     with pytest.raises(ValueError):
         a2c.episode_advantages(model, batch, "nope")
 
 
 def test_tiny_training_runs_and_gradient_variance():
-    res = a2c.train_a2c(total_steps=400, n_envs=4, n_steps=5, progress=False, checkpoint_steps=(0, 200))
-    assert res.total_steps >= 400 and len(res.episode_returns) > 0 and set(res.checkpoints) == {0, 200}
+    res = a2c.train_a2c(
+        total_steps=400, n_envs=4, n_steps=5, progress=False, checkpoint_steps=(0, 200)
+    )
+    assert (
+        res.total_steps >= 400
+        and len(res.episode_returns) > 0
+        and set(res.checkpoints) == {0, 200}
+    )
     assert len(res.episode_times) == len(res.episode_returns)
     again = a2c.train_a2c(total_steps=400, n_envs=4, n_steps=5, progress=False)
-    assert again.episode_returns == res.episode_returns        # seeded: the same run twice
+    assert again.episode_returns == res.episode_returns  # seeded: the same run twice
     rf = a2c.train_reinforce(total_steps=300, episodes_per_batch=4, progress=False)
     assert rf.total_steps >= 300 and len(rf.episode_steps) == len(rf.episode_returns)
     var = a2c.gradient_variance(res.model, n_batches=3, episodes_per_batch=2)
@@ -94,12 +116,33 @@ def test_tiny_training_runs_and_gradient_variance():
 
 
 def test_periodic_greedy_evaluation_and_stop_at_a_return():
-    res = a2c.train_a2c(total_steps=600, n_envs=4, n_steps=5, eval_every=200, eval_episodes=2, progress=False)
-    assert len(res.eval_steps) == 3 and res.eval_steps[0] >= 200 and res.eval_steps[-1] >= 600
+    res = a2c.train_a2c(
+        total_steps=600,
+        n_envs=4,
+        n_steps=5,
+        eval_every=200,
+        eval_episodes=2,
+        progress=False,
+    )
+    assert (
+        len(res.eval_steps) == 3
+        and res.eval_steps[0] >= 200
+        and res.eval_steps[-1] >= 600
+    )
     assert res.eval_time > 0 and all(9 <= r <= 500 for r in res.eval_returns)
-    assert res.steps_to_reach(0.0) == res.eval_steps[0] and res.steps_to_reach(501.0) is None
-    stopped = a2c.train_a2c(total_steps=600, n_envs=4, n_steps=5, eval_every=200, eval_episodes=2,
-                            stop_eval_return=0.0, progress=False)      # any return reaches 0: stop at the first
+    assert (
+        res.steps_to_reach(0.0) == res.eval_steps[0]
+        and res.steps_to_reach(501.0) is None
+    )
+    stopped = a2c.train_a2c(
+        total_steps=600,
+        n_envs=4,
+        n_steps=5,
+        eval_every=200,
+        eval_episodes=2,
+        stop_eval_return=0.0,
+        progress=False,
+    )  # any return reaches 0: stop at the first
     assert stopped.eval_steps == res.eval_steps[:1] and stopped.total_steps < 400
 
 
@@ -108,11 +151,18 @@ def test_n_step_returns_agree_with_gae_at_lambda_one():
     ppo = pytest.importorskip("helpers.ppo")
     gen = torch.Generator().manual_seed(0)
     rewards = torch.rand(6, 3, generator=gen)
-    values, next_values = torch.rand(6, 3, generator=gen), torch.rand(6, 3, generator=gen)
+    values, next_values = (
+        torch.rand(6, 3, generator=gen),
+        torch.rand(6, 3, generator=gen),
+    )
     terminated = torch.rand(6, 3, generator=gen) < 0.2
     truncated = (torch.rand(6, 3, generator=gen) < 0.2) & ~terminated
     ends = terminated | truncated
-    values[1:] = torch.where(ends[:-1], values[1:], next_values[:-1])   # V(s_{t+1}) is the next step's V(s_t)
+    values[1:] = torch.where(
+        ends[:-1], values[1:], next_values[:-1]
+    )  # V(s_{t+1}) is the next step's V(s_t)
     ours = a2c.n_step_returns(rewards, terminated, truncated, next_values, 0.9)
-    _, theirs = ppo.compute_gae(rewards, values, next_values, terminated, ends, gamma=0.9, lam=1.0)
+    _, theirs = ppo.compute_gae(
+        rewards, values, next_values, terminated, ends, gamma=0.9, lam=1.0
+    )
     assert torch.allclose(ours, theirs, atol=1e-5)

@@ -30,29 +30,60 @@ def test_shared_adam_state_is_shared_and_steps_like_adam():
 
 def test_two_process_workers_finish_within_time_limits():
     cfg = a3c.A3CConfig(total_steps=400, n_steps=10, seed=1)
-    before = a3c.make_shared(cfg, 4, 2)[0].state_dict()      # same seed: the initial global parameters
-    res = a3c.run_a3c(cfg, 2, backend="process", start_timeout_s=120, timeout_s=60, join_timeout_s=10,
-                      progress=False)
-    assert res.backend in ("process", "thread")                 # "thread" only where processes cannot start
+    before = a3c.make_shared(cfg, 4, 2)[
+        0
+    ].state_dict()  # same seed: the initial global parameters
+    res = a3c.run_a3c(
+        cfg,
+        2,
+        backend="process",
+        start_timeout_s=120,
+        timeout_s=60,
+        join_timeout_s=10,
+        progress=False,
+    )
+    assert res.backend in (
+        "process",
+        "thread",
+    )  # "thread" only where processes cannot start
     if res.backend == "thread":
         assert res.fallback_reason
     assert not res.timed_out and res.total_steps >= 400 and res.updates >= 400 // 10
     assert set(res.episode_workers) <= {0, 1}
     after = res.model.state_dict()
-    assert any(not torch.equal(before[k], after[k]) for k in before)   # the workers updated the global model
+    assert any(
+        not torch.equal(before[k], after[k]) for k in before
+    )  # the workers updated the global model
 
 
 def test_fallback_to_threads_when_processes_cannot_start(monkeypatch):
     def refuse(*args, **kwargs):
         raise OSError("processes are not allowed here")
+
     monkeypatch.setattr(a3c, "_start_processes", refuse)
-    res = a3c.run_a3c(a3c.A3CConfig(total_steps=200, n_steps=10), 2, backend="process", timeout_s=60,
-                      progress=False)
+    res = a3c.run_a3c(
+        a3c.A3CConfig(total_steps=200, n_steps=10),
+        2,
+        backend="process",
+        timeout_s=60,
+        progress=False,
+    )
     assert res.backend == "thread" and "OSError" in res.fallback_reason
     assert res.total_steps >= 200
 
 
 def test_target_stops_the_run_early():
-    res = a3c.run_a3c(a3c.A3CConfig(total_steps=5_000, n_steps=10), 1, backend="thread", target=1.0, window=1,
-                      timeout_s=60, progress=False)
-    assert res.time_to_target is not None and res.steps_to_target is not None and res.total_steps < 5_000
+    res = a3c.run_a3c(
+        a3c.A3CConfig(total_steps=5_000, n_steps=10),
+        1,
+        backend="thread",
+        target=1.0,
+        window=1,
+        timeout_s=60,
+        progress=False,
+    )
+    assert (
+        res.time_to_target is not None
+        and res.steps_to_target is not None
+        and res.total_steps < 5_000
+    )

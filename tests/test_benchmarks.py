@@ -14,36 +14,71 @@ from helpers import DataNotFoundError
 
 
 def test_rl_both_sides_run_and_summarise(tmp_path):
-    result = rl_sb3.run(seeds=[0], algos=("DQN", "PPO", "A2C"), jobs=1, budget_scale=0.02, progress=False)
-    assert {(r["algo"], r["impl"]) for r in result["runs"]} == {(a, i) for a in ("DQN", "PPO", "A2C")
-                                                                 for i in ("ours", "sb3")}
+    result = rl_sb3.run(
+        seeds=[0],
+        algos=("DQN", "PPO", "A2C"),
+        jobs=1,
+        budget_scale=0.02,
+        progress=False,
+    )
+    assert {(r["algo"], r["impl"]) for r in result["runs"]} == {
+        (a, i) for a in ("DQN", "PPO", "A2C") for i in ("ours", "sb3")
+    }
     for r in result["runs"]:
         assert r["steps_done"] >= r["budget"] or r["steps_to_target"] is not None, r
         assert r["eval_steps"], f"{r['algo']} {r['impl']}: no gate evaluation happened"
         assert r["s_per_10k_steps"] > 0 and 0 <= r["final_return"] <= 500
     for s in result["summary"].values():
         assert s["steps_ratio"] > 0 and s["time_ratio"] > 0
-        assert isinstance(s["goal_steps_met"], bool) and isinstance(s["goal_speed_met"], bool)
+        assert isinstance(s["goal_steps_met"], bool) and isinstance(
+            s["goal_speed_met"], bool
+        )
     path = report.save("rl_sb3", result, tmp_path)
     text = pages.write_markdown(tmp_path).read_text()
     assert json.loads(path.read_text())["machine"]["cores"] >= 1
-    assert "Stable-Baselines3" in text and "| DQN (ours) |" in text and "| A2C (SB3) |" in text
+    assert (
+        "Stable-Baselines3" in text
+        and "| DQN (ours) |" in text
+        and "| A2C (SB3) |" in text
+    )
 
 
 def test_summary_counts_a_run_that_never_reached_the_gate_as_the_budget():
-    runs = [{"algo": "DQN", "impl": "ours", "budget": 100, "steps_to_target": None, "final_return": 9.0,
-             "s_per_10k_steps": 1.0},
-            {"algo": "DQN", "impl": "sb3", "budget": 100, "steps_to_target": 50, "final_return": 500.0,
-             "s_per_10k_steps": 2.0}]
+    runs = [
+        {
+            "algo": "DQN",
+            "impl": "ours",
+            "budget": 100,
+            "steps_to_target": None,
+            "final_return": 9.0,
+            "s_per_10k_steps": 1.0,
+        },
+        {
+            "algo": "DQN",
+            "impl": "sb3",
+            "budget": 100,
+            "steps_to_target": 50,
+            "final_return": 500.0,
+            "s_per_10k_steps": 2.0,
+        },
+    ]
     s = rl_sb3.summarise(runs)["DQN"]
     assert s["ours"]["reached"] == 0 and s["steps_ratio"] == pytest.approx(2.0)
-    assert not s["goal_steps_met"] and s["goal_speed_met"] and s["time_ratio"] == pytest.approx(0.5)
+    assert (
+        not s["goal_steps_met"]
+        and s["goal_speed_met"]
+        and s["time_ratio"] == pytest.approx(0.5)
+    )
 
 
 def test_sb3_gets_the_zoo_schedules_as_functions():
     kwargs = rl_sb3._sb3_kwargs("PPO")
-    assert kwargs["learning_rate"](1.0) == pytest.approx(1e-3) and kwargs["learning_rate"](0.5) == pytest.approx(5e-4)
-    assert kwargs["clip_range"](0.25) == pytest.approx(0.05) and kwargs["n_epochs"] == 20
+    assert kwargs["learning_rate"](1.0) == pytest.approx(1e-3) and kwargs[
+        "learning_rate"
+    ](0.5) == pytest.approx(5e-4)
+    assert (
+        kwargs["clip_range"](0.25) == pytest.approx(0.05) and kwargs["n_epochs"] == 20
+    )
 
 
 def test_mnist_loops_compute_the_same_numbers(tmp_path):
@@ -51,7 +86,9 @@ def test_mnist_loops_compute_the_same_numbers(tmp_path):
         result = mnist_loop.run(epochs=1, repeats=1, n_train=512)
     except DataNotFoundError as err:
         pytest.skip(f"no MNIST here: {err}")
-    assert result["same_accuracies"], "helpers.fit and the plain loop should train identically"
+    assert result["same_accuracies"], (
+        "helpers.fit and the plain loop should train identically"
+    )
     assert 0.2 < result["ratio_epoch"] < 5
     report.save("mnist_loop", result, tmp_path)
     assert "plain PyTorch loop" in pages.write_markdown(tmp_path).read_text()
@@ -59,7 +96,10 @@ def test_mnist_loops_compute_the_same_numbers(tmp_path):
 
 def test_time_to_target_sums_training_time_until_reached():
     seconds, accs = [2.0, 3.0, 4.0], [0.9, 0.99, 1.0]
-    assert report.time_to_target(seconds, accs, 0.99) == 5.0 and report.time_to_target(seconds, accs, 1.01) is None
+    assert (
+        report.time_to_target(seconds, accs, 0.99) == 5.0
+        and report.time_to_target(seconds, accs, 1.01) is None
+    )
 
 
 def test_cifar_comparison_skips_cleanly_without_a_gpu(tmp_path):
@@ -75,8 +115,15 @@ def test_cifar_comparison_skips_cleanly_without_a_gpu(tmp_path):
 def test_book_times_knows_every_notebook_and_renders_partial_runs():
     names = [p.stem for p in book_times.notebooks_in_toc()]
     assert len(names) == len(set(names)) >= 16 and "mlp" in names and "a3c" in names
-    fake = {"order": names, "modes": {"quick": {"mlp": {"wall_s": 30.0, "passed": True, "machine": "m1"},
-                                                "cnn": {"wall_s": 12.0, "passed": False, "machine": "m1"}}}}
+    fake = {
+        "order": names,
+        "modes": {
+            "quick": {
+                "mlp": {"wall_s": 30.0, "passed": True, "machine": "m1"},
+                "cnn": {"wall_s": 12.0, "passed": False, "machine": "m1"},
+            }
+        },
+    }
     text = "\n".join(book_times.markdown(fake))
     assert "| mlp | 30 |" in text and "12 (failed)" in text and "**42**" in text
     with pytest.raises(ValueError):
@@ -90,24 +137,36 @@ def test_markdown_page_without_results_says_how_to_make_them(tmp_path):
 def test_cifar_reads_time_to_target_from_the_chapters_record(tmp_path, monkeypatch):
     """The GPU comparison runs the chapter and reads its record: checked here with a stand-in notebook."""
     nbformat = pytest.importorskip("nbformat")
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "import helpers\n"
-        "helpers.results.record('cnn_cifar10', {'test_acc': 0.951}, data='CIFAR-10 (test)',\n"
-        "    curves={'epoch_train_time_s': [2.0, 3.0, 4.0], 'epoch_test_acc': [0.90, 0.945, 0.951]})")])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "import helpers\n"
+                "helpers.results.record('cnn_cifar10', {'test_acc': 0.951}, data='CIFAR-10 (test)',\n"
+                "    curves={'epoch_train_time_s': [2.0, 3.0, 4.0], 'epoch_test_acc': [0.90, 0.945, 0.951]})"
+            )
+        ]
+    )
     fake = tmp_path / "cnn_cifar10.ipynb"
     nbformat.write(nb, fake)
     monkeypatch.setattr(cifar_airbench, "NOTEBOOK", fake)
     out = cifar_airbench.ours(tmp_path / "results")
-    assert out["time_to_target_s"] == pytest.approx(5.0) and out["final_acc"] == pytest.approx(0.951)
+    assert out["time_to_target_s"] == pytest.approx(5.0) and out[
+        "final_acc"
+    ] == pytest.approx(0.951)
     assert out["epochs"] == 3 and out["data"] == "CIFAR-10 (test)"
 
 
-def test_airbench_gets_the_images_in_its_own_format(tmp_path, fake_data_dir, monkeypatch):
+def test_airbench_gets_the_images_in_its_own_format(
+    tmp_path, fake_data_dir, monkeypatch
+):
     torch = pytest.importorskip("torch")
     monkeypatch.setenv("DLBOOK_DATA", str(fake_data_dir))
     cifar_airbench._write_airbench_data(tmp_path / "cifar10")
     train = torch.load(tmp_path / "cifar10" / "train.pt")
-    assert train["images"].shape == (20, 32, 32, 3) and train["images"].dtype == torch.uint8
+    assert (
+        train["images"].shape == (20, 32, 32, 3)
+        and train["images"].dtype == torch.uint8
+    )
     assert train["labels"].dtype == torch.long and len(train["classes"]) == 10
 
 
@@ -126,6 +185,9 @@ def test_benchmark_modules_import_each_other_in_one_direction():
         edges[path.stem] = names
 
     def reaches(start, goal, seen=()):
-        return any(n == goal or (n not in seen and reaches(n, goal, (*seen, n))) for n in edges.get(start, ()))
+        return any(
+            n == goal or (n not in seen and reaches(n, goal, (*seen, n)))
+            for n in edges.get(start, ())
+        )
 
     assert not [m for m in edges if reaches(m, m)], f"import circle among {edges}"

@@ -27,9 +27,16 @@ pytestmark = pytest.mark.site
 ROOT = Path(__file__).resolve().parents[1]
 SITE = Path(os.environ.get("DLBOOK_SITE", ROOT / "_build" / "html"))
 SHOTS = Path(os.environ.get("DLBOOK_SCREENSHOTS", ROOT / "_build" / "screenshots"))
-REPO = re.search(r"^repository:\n  url: https://github.com/(\S+)", (ROOT / "_config.yml").read_text(), re.M).group(1)
-CHAPTERS = sorted(p.relative_to(ROOT).with_suffix("").as_posix() for p in (ROOT / "book").rglob("*.ipynb")
-                  if ".ipynb_checkpoints" not in p.parts)
+REPO = re.search(
+    r"^repository:\n  url: https://github.com/(\S+)",
+    (ROOT / "_config.yml").read_text(),
+    re.M,
+).group(1)
+CHAPTERS = sorted(
+    p.relative_to(ROOT).with_suffix("").as_posix()
+    for p in (ROOT / "book").rglob("*.ipynb")
+    if ".ipynb_checkpoints" not in p.parts
+)
 SCREENSHOT_PAGES = CHAPTERS[:1] + CHAPTERS[-1:]
 
 
@@ -37,7 +44,9 @@ SCREENSHOT_PAGES = CHAPTERS[:1] + CHAPTERS[-1:]
 def base_url() -> Iterator[str]:
     """Serve the site over HTTP on a free local port (file:// URLs behave differently for scripts)."""
     if not (SITE / "index.html").exists():
-        pytest.fail(f"no built site in {SITE}: run `make site-quick` (or set DLBOOK_SITE)")
+        pytest.fail(
+            f"no built site in {SITE}: run `make site-quick` (or set DLBOOK_SITE)"
+        )
     handler = functools.partial(_QuietHandler, directory=str(SITE))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -54,14 +63,23 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def browser():
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
-        pytest.fail("Chromium not found: install Debian's packages `chromium` and `chromium-driver` (apt)")
+        pytest.fail(
+            "Chromium not found: install Debian's packages `chromium` and `chromium-driver` (apt)"
+        )
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1600"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1600",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # Give the driver path explicitly: Selenium would otherwise try to download one (no internet in CI).
-    drv = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
+    drv = webdriver.Chrome(
+        options=options, service=webdriver.ChromeService(executable_path=driver)
+    )
     drv.set_page_load_timeout(60)
     drv.set_script_timeout(60)
     yield drv
@@ -70,7 +88,9 @@ def browser():
 
 def _open(browser, base_url: str, rel: str) -> None:
     browser.get(f"{base_url}/{rel}.html")
-    browser.execute_script("localStorage.clear(); sessionStorage.clear();")  # every page as on a first visit
+    browser.execute_script(
+        "localStorage.clear(); sessionStorage.clear();"
+    )  # every page as on a first visit
     browser.get_log("browser")  # drop the messages of earlier loads
     browser.refresh()
 
@@ -96,7 +116,9 @@ def test_chapter_page_in_browser(browser, base_url, rel):
     assert formulas > 0, f"{rel}: math not rendered by MathJax (result {formulas})"
 
     images = browser.execute_async_script(_IMAGES)
-    assert len(images) >= 3, f"{rel}: expected the chapter's figures, found {len(images)}"
+    assert len(images) >= 3, (
+        f"{rel}: expected the chapter's figures, found {len(images)}"
+    )
     broken = [src for src, width in images if width <= 0]
     assert not broken, f"{rel}: figures that do not decode: {broken}"
 
@@ -105,7 +127,9 @@ def test_chapter_page_in_browser(browser, base_url, rel):
     solution = toggles[0].find_element("xpath", "..")
     body = solution.find_elements("css selector", "p, div.highlight")[-1]
     assert not body.is_displayed(), f"{rel}: solutions must start hidden"
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", toggles[0])
+    browser.execute_script(
+        "arguments[0].scrollIntoView({block: 'center'});", toggles[0]
+    )
     toggles[0].click()
     try:  # the toggle animates open
         WebDriverWait(browser, 5).until(lambda _: body.is_displayed())
@@ -113,10 +137,15 @@ def test_chapter_page_in_browser(browser, base_url, rel):
         pytest.fail(f"{rel}: clicking the toggle did not open the solution")
 
     colab = f"https://colab.research.google.com/github/{REPO}/blob/main/{rel}.ipynb"
-    links = [a.get_attribute("href") for a in browser.find_elements("css selector", "a[href*='colab']")]
+    links = [
+        a.get_attribute("href")
+        for a in browser.find_elements("css selector", "a[href*='colab']")
+    ]
     assert colab in links, f"{rel}: no Colab launch link to {colab} (found {links})"
 
-    errors = [m["message"] for m in browser.get_log("browser") if m["level"] == "SEVERE"]
+    errors = [
+        m["message"] for m in browser.get_log("browser") if m["level"] == "SEVERE"
+    ]
     assert not errors, f"{rel}: console errors: {errors}"
 
     if rel in SCREENSHOT_PAGES:
@@ -125,7 +154,9 @@ def test_chapter_page_in_browser(browser, base_url, rel):
         assert browser.save_screenshot(str(SHOTS / f"{rel.replace('/', '_')}.png"))
 
 
-DECK = Path(os.environ.get("DLBOOK_DECK", ROOT / "_build" / "slides" / "cnn.slides.html"))
+DECK = Path(
+    os.environ.get("DLBOOK_DECK", ROOT / "_build" / "slides" / "cnn.slides.html")
+)
 
 # Resolve when reveal.js is ready (it marks .reveal with "ready"; RequireJS keeps its module off window): slides,
 # slides including sub-slides, speaker notes, and MathJax 2's rendered formulas.
@@ -143,16 +174,24 @@ def test_slide_deck_opens_offline(browser):
     """A chapter's deck (make slides), opened from disk as a lecturer would in a lecture hall without network:
     reveal.js starts, speaker notes are there, the math is typeset, and nothing fails to load."""
     if not DECK.exists():
-        pytest.fail(f"no slide deck at {DECK}: make slides NB=book/deep_learning/cnn.ipynb (or set DLBOOK_DECK)")
+        pytest.fail(
+            f"no slide deck at {DECK}: make slides NB=book/deep_learning/cnn.ipynb (or set DLBOOK_DECK)"
+        )
     browser.get(DECK.resolve().as_uri())
     state = browser.execute_async_script(_DECK)
-    errors = [m["message"] for m in browser.get_log("browser") if m["level"] == "SEVERE"]
+    errors = [
+        m["message"] for m in browser.get_log("browser") if m["level"] == "SEVERE"
+    ]
     assert state is not None, f"reveal.js did not start (console: {errors})"
     slides, total, notes, formulas = state
-    assert slides >= 8 and total > slides, f"expected sections with sub-slides, got {slides} / {total}"
+    assert slides >= 8 and total > slides, (
+        f"expected sections with sub-slides, got {slides} / {total}"
+    )
     assert notes >= 5, f"speaker notes missing ({notes})"
     assert formulas > 0, "MathJax did not typeset the slides' equations"
-    errors += [m["message"] for m in browser.get_log("browser") if m["level"] == "SEVERE"]
+    errors += [
+        m["message"] for m in browser.get_log("browser") if m["level"] == "SEVERE"
+    ]
     assert not errors, f"console errors in the deck: {errors}"
     SHOTS.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(SHOTS / "slides_cnn.png"))

@@ -45,11 +45,15 @@ def test_capsnet_shapes_and_masking():
     assert model.digits.W.shape[0] == 4 * 6 * 6
     x = torch.rand(3, 1, 28, 28)
     lengths, recon, v = model(x)
-    assert lengths.shape == (3, 10) and recon.shape == x.shape and v.shape == (3, 10, 16)
-    assert ((lengths >= 0) & (lengths < 1)).all() and ((recon >= 0) & (recon <= 1)).all()
+    assert (
+        lengths.shape == (3, 10) and recon.shape == x.shape and v.shape == (3, 10, 16)
+    )
+    assert ((lengths >= 0) & (lengths < 1)).all() and (
+        (recon >= 0) & (recon <= 1)
+    ).all()
     y = torch.tensor([1, 2, 3])
     v2 = v.clone()
-    v2[torch.arange(3), 5] += 1.0                       # change a capsule that is masked out
+    v2[torch.arange(3), 5] += 1.0  # change a capsule that is masked out
     torch.testing.assert_close(model.decode(v, y), model.decode(v2, y))
 
 
@@ -60,5 +64,9 @@ def test_margin_loss_values():
     # second row: present class 1 at 0.3 -> (0.9-0.3)^2 = 0.36; absent 0 at 0.5 -> 0.5*(0.4)^2 = 0.08
     assert C.margin_loss(lengths[1:], y[1:]).item() == pytest.approx(0.44)
     assert C.margin_loss(lengths, y).item() == pytest.approx(0.22)
-    total, margin, recon = C.capsule_loss(lengths, torch.zeros(2, 1, 2, 2), torch.ones(2, 1, 2, 2), y)
-    assert recon.item() == pytest.approx(4.0) and total.item() == pytest.approx(0.22 + 0.0005 * 4.0)
+    total, margin, recon = C.capsule_loss(
+        lengths, torch.zeros(2, 1, 2, 2), torch.ones(2, 1, 2, 2), y
+    )
+    assert recon.item() == pytest.approx(4.0) and total.item() == pytest.approx(
+        0.22 + 0.0005 * 4.0
+    )

@@ -21,7 +21,14 @@ NOTEBOOKS = sorted(ROOT.glob("book/**/*.ipynb"))
 #: whose install line asks for an extra). PPO's quick mode takes ~70 s of one CPU core.
 EXECUTED = ("book/deep_learning/mlp.ipynb", "book/reinforcement_learning/ppo.ipynb")
 #: Not preinstalled in Colab: the simulated runtime must not see them before the install cell runs.
-NOT_PREINSTALLED = ("helpers", "gymnasium", "pygame", "stable_baselines3", "nbformat", "nbclient")
+NOT_PREINSTALLED = (
+    "helpers",
+    "gymnasium",
+    "pygame",
+    "stable_baselines3",
+    "nbformat",
+    "nbclient",
+)
 
 
 def _groups() -> tuple[dict[str, list[str]], dict[str, str]]:
@@ -31,7 +38,9 @@ def _groups() -> tuple[dict[str, list[str]], dict[str, str]]:
     for path in NOTEBOOKS:
         name = str(path.relative_to(ROOT))
         try:
-            groups.setdefault(colab_sim.install_spec(json.loads(path.read_text())), []).append(name)
+            groups.setdefault(
+                colab_sim.install_spec(json.loads(path.read_text())), []
+            ).append(name)
         except ValueError as err:
             errors[name] = str(err)
     return groups, errors
@@ -47,47 +56,100 @@ def _id(spec: str) -> str:
 
 def test_every_notebook_has_an_install_cell():
     assert NOTEBOOKS, "no notebook found"
-    assert not INSTALL_CELL_ERRORS, "\n".join(f"{k}: {v}" for k, v in INSTALL_CELL_ERRORS.items())
+    assert not INSTALL_CELL_ERRORS, "\n".join(
+        f"{k}: {v}" for k, v in INSTALL_CELL_ERRORS.items()
+    )
     for name in EXECUTED:
-        assert any(name in group for group in GROUPS.values()), f"{name} is not in the book any more"
+        assert any(name in group for group in GROUPS.values()), (
+            f"{name} is not in the book any more"
+        )
 
 
 def test_checker_reports_an_import_the_install_cell_does_not_provide(tmp_path):
     """The checker itself: a runtime with only numpy, a notebook importing more, in code and in a solution."""
-    install = ('import sys\nREPO_URL = "https://example.org/x"\nif "google.colab" in sys.modules:\n'
-               '    %pip install -q "git+{REPO_URL}"\n')
-    solution = ('<details class="solution">\n<summary>Solution</summary>\n\n```python\nimport gymnasium as gym\n'
-                'env = gym.make("CartPole-v1")\n```\n\n```python\nfrom statsmodels.api import OLS\n'
-                'model = OLS(<your data>)\n```\n\n</details>\n')
-    nb = {"cells": [
-        {"cell_type": "markdown", "source": ["# A chapter\n"]},
-        {"cell_type": "code", "source": install},
-        {"cell_type": "code", "source": "%matplotlib inline\n!ls\nimport numpy as np, os.path\n"
-                                        "if np.pi > 3:\n    from stable_baselines3 import PPO\n"
-                                        "from . import local  # relative: not a module to install\n"},
-        {"cell_type": "markdown", "source": solution},
-    ]}
+    install = (
+        'import sys\nREPO_URL = "https://example.org/x"\nif "google.colab" in sys.modules:\n'
+        '    %pip install -q "git+{REPO_URL}"\n'
+    )
+    solution = (
+        '<details class="solution">\n<summary>Solution</summary>\n\n```python\nimport gymnasium as gym\n'
+        'env = gym.make("CartPole-v1")\n```\n\n```python\nfrom statsmodels.api import OLS\n'
+        "model = OLS(<your data>)\n```\n\n</details>\n"
+    )
+    nb = {
+        "cells": [
+            {"cell_type": "markdown", "source": ["# A chapter\n"]},
+            {"cell_type": "code", "source": install},
+            {
+                "cell_type": "code",
+                "source": "%matplotlib inline\n!ls\nimport numpy as np, os.path\n"
+                "if np.pi > 3:\n    from stable_baselines3 import PPO\n"
+                "from . import local  # relative: not a module to install\n",
+            },
+            {"cell_type": "markdown", "source": solution},
+        ]
+    }
     assert colab_sim.install_args(nb) == ["-q", "git+{REPO_URL}"]
     assert colab_sim.install_spec(nb) == "git+{REPO_URL}"
-    extra = {"cells": [{"cell_type": "code", "source": install.replace(
-        '"git+{REPO_URL}"', '"dlbook-helpers[baselines] @ git+{REPO_URL}"')}]}
+    extra = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "source": install.replace(
+                    '"git+{REPO_URL}"', '"dlbook-helpers[baselines] @ git+{REPO_URL}"'
+                ),
+            }
+        ]
+    }
     assert colab_sim.install_spec(extra) == "dlbook-helpers[baselines] @ git+{REPO_URL}"
     with pytest.raises(ValueError, match="does not install the repository"):
-        colab_sim.install_args({"cells": [{"cell_type": "code", "source": "%pip install -q numpy\n"}]})
-    with pytest.raises(ValueError, match="not simulated"):    # it would reinstall torch through the links
-        colab_sim.install_args({"cells": [{"cell_type": "code", "source": install.replace("-q", "--force-reinstall")}]})
+        colab_sim.install_args(
+            {"cells": [{"cell_type": "code", "source": "%pip install -q numpy\n"}]}
+        )
+    with pytest.raises(
+        ValueError, match="not simulated"
+    ):  # it would reinstall torch through the links
+        colab_sim.install_args(
+            {
+                "cells": [
+                    {
+                        "cell_type": "code",
+                        "source": install.replace("-q", "--force-reinstall"),
+                    }
+                ]
+            }
+        )
     with pytest.raises(ValueError, match="expected one"):
-        colab_sim.install_args({"cells": [{"cell_type": "code", "source": "import helpers\n"}]})
+        colab_sim.install_args(
+            {"cells": [{"cell_type": "code", "source": "import helpers\n"}]}
+        )
 
     imports = colab_sim.notebook_imports(nb)
-    assert set(imports) == {"sys", "numpy", "os", "stable_baselines3", "gymnasium", "statsmodels"}
-    assert imports["stable_baselines3"] == {"cell 2"} and imports["statsmodels"] == {"markdown cell 3"}
+    assert set(imports) == {
+        "sys",
+        "numpy",
+        "os",
+        "stable_baselines3",
+        "gymnasium",
+        "statsmodels",
+    }
+    assert imports["stable_baselines3"] == {"cell 2"} and imports["statsmodels"] == {
+        "markdown cell 3"
+    }
 
     venv = colab_sim.make_colab_venv(tmp_path / "venv", preinstalled=("numpy",))
-    assert colab_sim.missing_modules(venv, ["numpy", "sys", "torch", "helpers"]) == ["helpers", "torch"]
+    assert colab_sim.missing_modules(venv, ["numpy", "sys", "torch", "helpers"]) == [
+        "helpers",
+        "torch",
+    ]
     report = colab_sim.unprovided_imports(venv, {"fake.ipynb": nb})
-    assert report == {"fake.ipynb": {"stable_baselines3": {"cell 2"}, "gymnasium": {"markdown cell 3"},
-                                     "statsmodels": {"markdown cell 3"}}}
+    assert report == {
+        "fake.ipynb": {
+            "stable_baselines3": {"cell 2"},
+            "gymnasium": {"markdown cell 3"},
+            "statsmodels": {"markdown cell 3"},
+        }
+    }
     message = colab_sim.describe_unprovided(report, "-q git+{REPO_URL}")
     assert "fake.ipynb imports stable_baselines3 (cell 2)" in message
 
@@ -101,10 +163,16 @@ def test_install_cell_provides_every_import_and_chapters_run(spec, tmp_path, req
     # The runtime before the install cell: Colab's libraries, nothing of the book.
     venv = colab_sim.make_colab_venv(tmp_path / "venv")
     assert "torch" in venv.preinstalled and "ipykernel" in venv.preinstalled
-    leaked = set(NOT_PREINSTALLED) - set(colab_sim.missing_modules(venv, NOT_PREINSTALLED))
-    assert not leaked, f"the simulated Colab runtime already has {sorted(leaked)} before the install cell"
+    leaked = set(NOT_PREINSTALLED) - set(
+        colab_sim.missing_modules(venv, NOT_PREINSTALLED)
+    )
+    assert not leaked, (
+        f"the simulated Colab runtime already has {sorted(leaked)} before the install cell"
+    )
     listed = json.loads(venv.run("-m", "pip", "list", "--format=json").stdout)
-    unseen = set(venv.preinstalled) - {colab_sim.canonicalize_name(d["name"]) for d in listed}
+    unseen = set(venv.preinstalled) - {
+        colab_sim.canonicalize_name(d["name"]) for d in listed
+    }
     assert not unseen, f"pip does not see the linked {sorted(unseen)} as installed"
 
     # The install cell, with a wheel of this repository in place of the GitHub URL.
@@ -112,30 +180,51 @@ def test_install_cell_provides_every_import_and_chapters_run(spec, tmp_path, req
     installed = colab_sim.pip_install(venv, args, wheel, tmp_path / "pip")
     print(f"%pip install {' '.join(args)} installed: {', '.join(installed)}")
     assert any(i.startswith("dlbook-helpers==") for i in installed), installed
-    replaced = {colab_sim.canonicalize_name(i.split("==")[0]) for i in installed} & set(venv.preinstalled)
-    assert not replaced, f"the install cell replaced Colab's preinstalled {sorted(replaced)}"
-    venv.run("-m", "pip", "check")                           # every requirement satisfied, old and new
+    replaced = {colab_sim.canonicalize_name(i.split("==")[0]) for i in installed} & set(
+        venv.preinstalled
+    )
+    assert not replaced, (
+        f"the install cell replaced Colab's preinstalled {sorted(replaced)}"
+    )
+    venv.run("-m", "pip", "check")  # every requirement satisfied, old and new
 
     # Every import of every notebook with this install line (code cells and solutions), and of helpers itself.
     report = colab_sim.unprovided_imports(venv, notebooks)
     assert not report, colab_sim.describe_unprovided(report, " ".join(args))
     missing = colab_sim.missing_modules(venv, colab_sim.helpers_imports())
-    assert not missing, f"helpers imports {missing}, which `%pip install {' '.join(args)}` does not provide"
+    assert not missing, (
+        f"helpers imports {missing}, which `%pip install {' '.join(args)}` does not provide"
+    )
     modules = colab_sim.chapter_modules()
-    venv.run("-c", "import " + ", ".join(modules))           # importing them for real: versions fit together
-    if "[" not in spec:        # the checker can fail here: the plain line must not bring the PPO chapter's baseline
-        assert colab_sim.missing_modules(venv, ["stable_baselines3"]) == ["stable_baselines3"]
+    venv.run(
+        "-c", "import " + ", ".join(modules)
+    )  # importing them for real: versions fit together
+    if (
+        "[" not in spec
+    ):  # the checker can fail here: the plain line must not bring the PPO chapter's baseline
+        assert colab_sim.missing_modules(venv, ["stable_baselines3"]) == [
+            "stable_baselines3"
+        ]
 
     # One deep-learning and one RL chapter end to end, quick mode, from a folder outside the repository.
     for name in (n for n in EXECUTED if n in names):
-        env = {"DLBOOK_QUICK": "1", "TQDM_DISABLE": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
-               "DLBOOK_RESULTS": str(tmp_path / "results")}
+        env = {
+            "DLBOOK_QUICK": "1",
+            "TQDM_DISABLE": "1",
+            "MPLBACKEND": "Agg",
+            "OMP_NUM_THREADS": "1",
+            "DLBOOK_RESULTS": str(tmp_path / "results"),
+        }
         if "deep_learning" in name:
-            env["DLBOOK_DATA"] = str(request.getfixturevalue("real_data_dir"))   # skips where there is none
+            env["DLBOOK_DATA"] = str(
+                request.getfixturevalue("real_data_dir")
+            )  # skips where there is none
         work = tmp_path / "colab" / Path(name).stem
         executed = colab_sim.execute_notebook(venv, ROOT / name, work, **env)
         out = colab_sim.printed(executed)
         location = Path(out.split("HELPERS_FROM", 1)[1].split()[0])
-        assert location.parent.parent == venv.site, f"{name}: helpers came from {location}, not the wheel"
+        assert location.parent.parent == venv.site, (
+            f"{name}: helpers came from {location}, not the wheel"
+        )
         assert not location.is_symlink() and ROOT not in location.resolve().parents
         assert Path(out.split("PYTHON_PREFIX", 1)[1].split()[0]) == venv.root

@@ -12,7 +12,11 @@ from benchmarks import book_times, devices, pages, report
 
 def notebook(path, *sources: str):
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
     nbformat.write(nb, path)
     return path
@@ -20,7 +24,11 @@ def notebook(path, *sources: str):
 
 def test_with_seed_changes_the_one_seed_line():
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("import x\nSEED = 0\nSEEDS = [SEED + i for i in range(3)]")]
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import x\nSEED = 0\nSEEDS = [SEED + i for i in range(3)]"
+        )
+    ]
     assert "SEED = 7\n" in book_times.with_seed(nb, 7).cells[0].source
     nb.cells.append(nbformat.v4.new_code_cell("SEED = 1"))
     with pytest.raises(ValueError, match="found 2"):
@@ -34,13 +42,27 @@ def test_the_failing_assertion_is_the_reported_error():
 
 def test_run_records_passes_failures_seeds_and_the_deadline(tmp_path):
     ok = notebook(tmp_path / "ok.ipynb", "SEED = 0", "assert SEED == 5, SEED")
-    bad = notebook(tmp_path / "bad.ipynb", "SEED = 0", "assert SEED == 0, f'seed {SEED}'")
+    bad = notebook(
+        tmp_path / "bad.ipynb", "SEED = 0", "assert SEED == 0, f'seed {SEED}'"
+    )
     slow = notebook(tmp_path / "slow.ipynb", "SEED = 0", "import time\ntime.sleep(60)")
-    result = devices.run(["quick"], jobs=2, threads=1, seed=5, deadline_s=20, paths=[ok, bad, slow])
+    result = devices.run(
+        ["quick"], jobs=2, threads=1, seed=5, deadline_s=20, paths=[ok, bad, slow]
+    )
     rows = {r["notebook"]: r for r in result["runs"]}
-    assert rows["ok"]["passed"] and rows["ok"]["seed"] == 5 and rows["ok"]["mode"] == "quick"
-    assert not rows["bad"]["passed"] and rows["bad"]["error"] == "AssertionError: seed 5"
-    assert not rows["slow"]["passed"] and "deadline" in rows["slow"]["error"] and rows["slow"]["stopped"]
+    assert (
+        rows["ok"]["passed"]
+        and rows["ok"]["seed"] == 5
+        and rows["ok"]["mode"] == "quick"
+    )
+    assert (
+        not rows["bad"]["passed"] and rows["bad"]["error"] == "AssertionError: seed 5"
+    )
+    assert (
+        not rows["slow"]["passed"]
+        and "deadline" in rows["slow"]["error"]
+        and rows["slow"]["stopped"]
+    )
     assert rows["slow"]["wall_s"] < 40
     for key in ("device", "torch", "commit", "date"):
         assert rows["ok"][key]
@@ -49,20 +71,38 @@ def test_run_records_passes_failures_seeds_and_the_deadline(tmp_path):
 def test_the_executed_notebook_keeps_its_figures(tmp_path, monkeypatch):
     # the website is rendered from these executed notebooks: a plot must be in them (not swallowed by a backend)
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    plot = notebook(tmp_path / "plot.ipynb", "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()")
-    row = book_times.execute(plot, "quick", tmp_path / "results", out=tmp_path / "done.ipynb")
+    plot = notebook(
+        tmp_path / "plot.ipynb",
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()",
+    )
+    row = book_times.execute(
+        plot, "quick", tmp_path / "results", out=tmp_path / "done.ipynb"
+    )
     outputs = nbformat.read(tmp_path / "done.ipynb", as_version=4).cells[0].outputs
     assert row["passed"] and any("image/png" in o.get("data", {}) for o in outputs)
-    assert os.environ["MPLBACKEND"] == "Agg"                       # the caller's environment is restored
+    assert os.environ["MPLBACKEND"] == "Agg"  # the caller's environment is restored
 
 
 def test_full_mode_on_a_cpu_only_for_the_named_notebooks(tmp_path, monkeypatch):
-    monkeypatch.setattr(devices, "device_info", lambda: {"device": "CPU (test)", "device_type": "cpu",
-                                                          "torch": "x", "python": "3", "cores": 2})
+    monkeypatch.setattr(
+        devices,
+        "device_info",
+        lambda: {
+            "device": "CPU (test)",
+            "device_type": "cpu",
+            "torch": "x",
+            "python": "3",
+            "cores": 2,
+        },
+    )
     ok = notebook(tmp_path / "ok.ipynb", "SEED = 0")
     other = notebook(tmp_path / "other.ipynb", "SEED = 0")
-    result = devices.run(["full"], jobs=1, threads=1, full_on_cpu=["ok"], paths=[ok, other])
-    assert [r["notebook"] for r in result["runs"]] == ["ok"] and result["new"] == result["runs"]
+    result = devices.run(
+        ["full"], jobs=1, threads=1, full_on_cpu=["ok"], paths=[ok, other]
+    )
+    assert [r["notebook"] for r in result["runs"]] == ["ok"] and result[
+        "new"
+    ] == result["runs"]
 
 
 def test_passed_notebooks_land_in_the_execution_cache_that_the_build_reads(tmp_path):
@@ -72,44 +112,115 @@ def test_passed_notebooks_land_in_the_execution_cache_that_the_build_reads(tmp_p
     bad = notebook(tmp_path / "bad.ipynb", "assert False, 'no'")
     devices.run(["quick"], jobs=2, threads=1, paths=[ok, bad], cache=tmp_path / "cache")
     cache = get_cache(str(tmp_path / "cache"))
-    record = cache.match_cache_notebook(nbformat.read(ok, as_version=4))     # what myst-nb does at build time
+    record = cache.match_cache_notebook(
+        nbformat.read(ok, as_version=4)
+    )  # what myst-nb does at build time
     _, merged = cache.merge_match_into_notebook(nbformat.read(ok, as_version=4))
     assert record is not None and merged.cells[1].outputs[0]["text"].strip() == "42"
     with pytest.raises(KeyError):
         cache.match_cache_notebook(nbformat.read(bad, as_version=4))
-    again = devices.run(["quick"], jobs=2, threads=1, paths=[ok, bad], cache=tmp_path / "cache")
-    assert [r["notebook"] for r in again["new"]] == ["bad"]      # the unchanged, cached one is not run again
+    again = devices.run(
+        ["quick"], jobs=2, threads=1, paths=[ok, bad], cache=tmp_path / "cache"
+    )
+    assert [r["notebook"] for r in again["new"]] == [
+        "bad"
+    ]  # the unchanged, cached one is not run again
 
 
 def test_estimate_uses_the_recorded_times_of_this_kind_of_device(monkeypatch):
-    monkeypatch.setattr(devices, "device_info", lambda: {"device": "CPU (here)", "device_type": "cpu"})
-    rows = [{"device": "CPU (other)", "device_type": "cpu", "mode": "full", "notebook": n, "wall_s": 600.0,
-             "date": "2026-11-27", "seed": 0} for n in ("mlp", "cnn")]
-    lines, total = devices.estimate("full", ["mlp", "cnn"], jobs=2, recorded={"runs": rows})
+    monkeypatch.setattr(
+        devices, "device_info", lambda: {"device": "CPU (here)", "device_type": "cpu"}
+    )
+    rows = [
+        {
+            "device": "CPU (other)",
+            "device_type": "cpu",
+            "mode": "full",
+            "notebook": n,
+            "wall_s": 600.0,
+            "date": "2026-11-27",
+            "seed": 0,
+        }
+        for n in ("mlp", "cnn")
+    ]
+    lines, total = devices.estimate(
+        "full", ["mlp", "cnn"], jobs=2, recorded={"runs": rows}
+    )
     assert total == 600.0 and "10.0 min" in lines[0]
-    lines, total = devices.estimate("full", ["mlp", "gan"], jobs=1, recorded={"runs": rows})
+    lines, total = devices.estimate(
+        "full", ["mlp", "gan"], jobs=1, recorded={"runs": rows}
+    )
     assert total is None and "not yet timed" in lines[1]
 
 
 def test_matrix_markdown_keeps_devices_apart_and_lists_failures(tmp_path):
-    base = {"torch": "2.x", "commit": "abc", "date": "2026-11-27", "jobs": 2, "threads": 1, "seed": 0}
-    runs = [{**base, "device": "NVIDIA H100", "mode": "quick", "notebook": "mlp", "wall_s": 9.0, "passed": True,
-             "error": None},
-            {**base, "device": "CPU (x, 2 cores)", "mode": "quick", "notebook": "mlp", "wall_s": 12.0,
-             "passed": False, "error": "AssertionError: gate"},
-            {**base, "seed": 3, "device": "CPU (x, 2 cores)", "mode": "quick", "notebook": "gru", "wall_s": 30.0,
-             "passed": True, "error": None}]
+    base = {
+        "torch": "2.x",
+        "commit": "abc",
+        "date": "2026-11-27",
+        "jobs": 2,
+        "threads": 1,
+        "seed": 0,
+    }
+    runs = [
+        {
+            **base,
+            "device": "NVIDIA H100",
+            "mode": "quick",
+            "notebook": "mlp",
+            "wall_s": 9.0,
+            "passed": True,
+            "error": None,
+        },
+        {
+            **base,
+            "device": "CPU (x, 2 cores)",
+            "mode": "quick",
+            "notebook": "mlp",
+            "wall_s": 12.0,
+            "passed": False,
+            "error": "AssertionError: gate",
+        },
+        {
+            **base,
+            "seed": 3,
+            "device": "CPU (x, 2 cores)",
+            "mode": "quick",
+            "notebook": "gru",
+            "wall_s": 30.0,
+            "passed": True,
+            "error": None,
+        },
+    ]
     text = "\n".join(devices.markdown({"runs": runs}))
     assert "| notebook | CPU (x, 2 cores), quick | NVIDIA H100, quick |" in text
     assert "| mlp | ✗ 12 s ¹ | ✓ 9 s |" in text
     assert "mlp (CPU (x, 2 cores), quick): `AssertionError: gate`" in text
     assert "SEED = 3" in text and "| gru | ✓ 30 s |" in text
     # a run stopped at the deadline is no failed gate: it shows as unfinished, with its notes
-    stopped = {**base, "device": "NVIDIA H100", "mode": "full", "notebook": "gan", "wall_s": 450.2,
-               "passed": False, "stopped": True, "error": "stopped at the deadline (450 s)"}
-    text = "\n".join(devices.markdown({"runs": runs + [stopped], "notes": ["ran beside the quick runs"]}))
-    assert "| gan | — | — | unfinished > 450 s ² |" in text and "² Stopped unfinished" in text
-    assert "gan (NVIDIA H100, full): `stopped" not in text and "- ran beside the quick runs" in text
+    stopped = {
+        **base,
+        "device": "NVIDIA H100",
+        "mode": "full",
+        "notebook": "gan",
+        "wall_s": 450.2,
+        "passed": False,
+        "stopped": True,
+        "error": "stopped at the deadline (450 s)",
+    }
+    text = "\n".join(
+        devices.markdown(
+            {"runs": runs + [stopped], "notes": ["ran beside the quick runs"]}
+        )
+    )
+    assert (
+        "| gan | — | — | unfinished > 450 s ² |" in text
+        and "² Stopped unfinished" in text
+    )
+    assert (
+        "gan (NVIDIA H100, full): `stopped" not in text
+        and "- ran beside the quick runs" in text
+    )
     report.save("devices", {"runs": runs}, tmp_path)
     pages.write_markdown(tmp_path)
     assert "make gpu-check" in (tmp_path / "devices.md").read_text()

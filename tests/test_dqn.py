@@ -22,7 +22,13 @@ def one_thread():
 
 def fill(buffer: dqn.ReplayBuffer, n: int, start: int = 0) -> None:
     for i in range(start, start + n):
-        buffer.add(np.full(3, i, np.float32), i % 2, float(i), np.full(3, i + 1, np.float32), i % 5 == 0)
+        buffer.add(
+            np.full(3, i, np.float32),
+            i % 2,
+            float(i),
+            np.full(3, i + 1, np.float32),
+            i % 5 == 0,
+        )
 
 
 def test_buffer_shapes_and_dtypes():
@@ -34,7 +40,10 @@ def test_buffer_shapes_and_dtypes():
     batch = buffer.sample(6)
     assert batch.obs.shape == batch.next_obs.shape == (6, 3)
     assert batch.actions.shape == batch.rewards.shape == batch.terminated.shape == (6,)
-    assert batch.actions.dtype == torch.int64 and batch.obs.dtype == batch.rewards.dtype == torch.float32
+    assert (
+        batch.actions.dtype == torch.int64
+        and batch.obs.dtype == batch.rewards.dtype == torch.float32
+    )
     # every sampled row is one stored transition, fields kept together
     assert torch.equal(batch.next_obs[:, 0], batch.obs[:, 0] + 1)
     assert torch.equal(batch.rewards, batch.obs[:, 0])
@@ -44,12 +53,18 @@ def test_buffer_shapes_and_dtypes():
 
 def test_buffer_wraps_around_and_overwrites_oldest():
     buffer = dqn.ReplayBuffer(5, obs_dim=3, seed=0)
-    fill(buffer, 7)                        # transitions 0..6 into 5 slots: 0 and 1 are overwritten
+    fill(buffer, 7)  # transitions 0..6 into 5 slots: 0 and 1 are overwritten
     assert len(buffer) == 5 and buffer.pos == 2
     assert sorted(buffer.rewards.tolist()) == [2, 3, 4, 5, 6]
     assert buffer.obs[0, 0] == 5 and buffer.obs[1, 0] == 6
     seen = set(buffer.sample(500).rewards.tolist())
-    assert seen == {2.0, 3.0, 4.0, 5.0, 6.0}   # uniform sampling reaches every stored slot, nothing else
+    assert seen == {
+        2.0,
+        3.0,
+        4.0,
+        5.0,
+        6.0,
+    }  # uniform sampling reaches every stored slot, nothing else
 
 
 def test_buffer_sampling_is_seeded():
@@ -71,8 +86,13 @@ class ConstantQ(torch.nn.Module):
 
 def make_batch(terminated: list[float]) -> dqn.Batch:
     n = len(terminated)
-    return dqn.Batch(torch.zeros(n, 2), torch.zeros(n, dtype=torch.int64), torch.ones(n), torch.zeros(n, 2),
-                     torch.tensor(terminated))
+    return dqn.Batch(
+        torch.zeros(n, 2),
+        torch.zeros(n, dtype=torch.int64),
+        torch.ones(n),
+        torch.zeros(n, 2),
+        torch.tensor(terminated),
+    )
 
 
 def test_td_target_bootstraps_unless_terminated():
@@ -85,15 +105,22 @@ def test_td_target_bootstraps_unless_terminated():
 def test_truncated_steps_are_stored_as_not_terminated():
     buffer = dqn.ReplayBuffer(4, obs_dim=2, seed=0)
     obs = np.zeros(2, np.float32)
-    buffer.add(obs, 0, 1.0, obs, terminated=False)    # what train_dqn stores for a time-limit truncation
+    buffer.add(
+        obs, 0, 1.0, obs, terminated=False
+    )  # what train_dqn stores for a time-limit truncation
     y = dqn.td_target(buffer.sample(1), ConstantQ([3.0, 1.0]), gamma=0.5)
     assert torch.allclose(y, torch.tensor([1 + 0.5 * 3]))
 
 
 def test_double_dqn_target_uses_online_argmax_and_target_values():
-    target, online = ConstantQ([2.0, 5.0]), ConstantQ([9.0, 0.0])   # online prefers action 0, target values it 2
+    target, online = (
+        ConstantQ([2.0, 5.0]),
+        ConstantQ([9.0, 0.0]),
+    )  # online prefers action 0, target values it 2
     y = dqn.td_target(make_batch([0.0]), target, gamma=0.5, online_net=online)
-    assert torch.allclose(y, torch.tensor([1 + 0.5 * 2.0]))         # DQN would give 1 + 0.5 * 5
+    assert torch.allclose(
+        y, torch.tensor([1 + 0.5 * 2.0])
+    )  # DQN would give 1 + 0.5 * 5
 
 
 def test_one_update_lowers_the_loss_on_the_same_batch():
@@ -103,14 +130,22 @@ def test_one_update_lowers_the_loss_on_the_same_batch():
     buffer = dqn.ReplayBuffer(64, 4, seed=0)
     rng = np.random.default_rng(0)
     for _ in range(64):
-        buffer.add(rng.normal(size=4), int(rng.integers(2)), 1.0, rng.normal(size=4), bool(rng.random() < 0.1))
+        buffer.add(
+            rng.normal(size=4),
+            int(rng.integers(2)),
+            1.0,
+            rng.normal(size=4),
+            bool(rng.random() < 0.1),
+        )
     batch = buffer.sample(64)
     optimizer = torch.optim.SGD(q_net.parameters(), lr=0.05)
     before = [p.clone() for p in target_net.parameters()]
     first = dqn.dqn_update(q_net, target_net, optimizer, batch, gamma=0.99)
     second = dqn.dqn_update(q_net, target_net, optimizer, batch, gamma=0.99)
     assert second < first
-    assert all(torch.equal(a, b) for a, b in zip(before, target_net.parameters())), "target net must not move"
+    assert all(torch.equal(a, b) for a, b in zip(before, target_net.parameters())), (
+        "target net must not move"
+    )
 
 
 def test_soft_update_and_linear_schedule():
@@ -134,16 +169,33 @@ def test_q_network_shape():
 
 
 def test_train_dqn_runs_and_records():
-    config = dqn.DQNConfig(total_steps=600, learning_starts=200, batch_size=32, buffer_size=500, eval_every=300,
-                           eval_episodes=2, hidden=(16,), target_update=100, seed=0)
+    config = dqn.DQNConfig(
+        total_steps=600,
+        learning_starts=200,
+        batch_size=32,
+        buffer_size=500,
+        eval_every=300,
+        eval_episodes=2,
+        hidden=(16,),
+        target_update=100,
+        seed=0,
+    )
     result = dqn.train_dqn(config, progress=False)
     assert result.steps_done == 600 and result.eval_steps == [300, 600]
-    assert len(result.losses) == (600 - 200) // 4 and len(result.episode_steps) == len(result.episode_returns) > 0
+    assert (
+        len(result.losses) == (600 - 200) // 4
+        and len(result.episode_steps) == len(result.episode_returns) > 0
+    )
     assert result.best_eval == max(result.eval_returns)
     assert 0 < result.eval_time_s < result.wall_time_s
     again = dqn.train_dqn(config, progress=False)
-    assert again.eval_returns == result.eval_returns and again.losses == result.losses   # seeded
-    double = dqn.train_dqn(dqn.DQNConfig(**{**dqn.config_dict(config), "double": True, "tau": 0.1}), progress=False)
+    assert (
+        again.eval_returns == result.eval_returns and again.losses == result.losses
+    )  # seeded
+    double = dqn.train_dqn(
+        dqn.DQNConfig(**{**dqn.config_dict(config), "double": True, "tau": 0.1}),
+        progress=False,
+    )
     assert len(double.losses) == 100
 
 
@@ -151,4 +203,6 @@ def test_batched_greedy_returns_match_evaluate_policy():
     torch.manual_seed(1)
     q = dqn.QNetwork(4, 2, hidden=(8,))
     fast = dqn.greedy_returns(q, "CartPole-v1", episodes=4, seed=7)
-    assert np.array_equal(fast, rl.evaluate_policy(rl.torch_policy(q), "CartPole-v1", episodes=4, seed=7))
+    assert np.array_equal(
+        fast, rl.evaluate_policy(rl.torch_policy(q), "CartPole-v1", episodes=4, seed=7)
+    )

@@ -19,19 +19,28 @@ from helpers.student import SOLUTION_BLOCK, student_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
-NOTEBOOKS = sorted(p for p in BOOK.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+NOTEBOOKS = sorted(
+    p for p in BOOK.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
+)
 STUB = "raise NotImplementedError  # your code here"
 TIMEOUT = 3  # seconds per exercise cell: the right answers need milliseconds
 
 # The three exercises, by chapter, and the body a student wrote in place of the stub's `raise`.
-CHAPTERS = {"conv_output_size": "deep_learning/cnn", "q_learning_update": "reinforcement_learning/q_learning",
-            "dqn_target": "reinforcement_learning/dqn"}
-CHAPTER_OF = {**CHAPTERS, "double_dqn_target": "reinforcement_learning/dqn",
-              "clipped_surrogate": "reinforcement_learning/ppo", "gae": "reinforcement_learning/ppo"}
+CHAPTERS = {
+    "conv_output_size": "deep_learning/cnn",
+    "q_learning_update": "reinforcement_learning/q_learning",
+    "dqn_target": "reinforcement_learning/dqn",
+}
+CHAPTER_OF = {
+    **CHAPTERS,
+    "double_dqn_target": "reinforcement_learning/dqn",
+    "clipped_surrogate": "reinforcement_learning/ppo",
+    "gae": "reinforcement_learning/ppo",
+}
 RIGHT = {
     "conv_output_size": "return (size + 2 * padding - kernel) // stride + 1",
     "q_learning_update": "target = r if terminated else r + gamma * Q[s_next].max()\n"
-                         "Q[s, a] += alpha * (target - Q[s, a])",
+    "Q[s, a] += alpha * (target - Q[s, a])",
     "dqn_target": "return rewards + gamma * (~terminated).float() * next_q.max(dim=1).values",
 }
 WRONG = {  # every test case fails
@@ -40,18 +49,20 @@ WRONG = {  # every test case fails
     "dqn_target": "return next_q.max(dim=1).values",
 }
 PARTIAL = {  # the typical mistake: some cases pass
-    "conv_output_size": "return -(-(size + 2 * padding - kernel) // stride) + 1",       # rounds up
-    "q_learning_update": "Q[s, a] += alpha * (r + gamma * Q[s_next].max() - Q[s, a])",   # ignores terminal
-    "dqn_target": "return rewards + gamma * next_q.max(dim=1).values",                   # ignores terminal
+    "conv_output_size": "return -(-(size + 2 * padding - kernel) // stride) + 1",  # rounds up
+    "q_learning_update": "Q[s, a] += alpha * (r + gamma * Q[s_next].max() - Q[s, a])",  # ignores terminal
+    "dqn_target": "return rewards + gamma * next_q.max(dim=1).values",  # ignores terminal
 }
 CRASHING = {  # and dqn_target's cell imports a module that does not exist (see below)
-    "conv_output_size": "return (size + 2 * padding - kernel) // stride +",              # SyntaxError
-    "q_learning_update": "Q[s, a] += alpha * (target - Q[s, a])",                         # NameError
+    "conv_output_size": "return (size + 2 * padding - kernel) // stride +",  # SyntaxError
+    "q_learning_update": "Q[s, a] += alpha * (target - Q[s, a])",  # NameError
 }
 
 
 def source(cell: dict) -> str:
-    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    return (
+        "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    )
 
 
 def student_copy(chapter: str) -> dict:
@@ -65,7 +76,9 @@ def exercise_cell(exercise: str, body: str) -> tuple[str, list[str]]:
     nb = student_copy(CHAPTER_OF[exercise])
     (task,) = [t for t in find_tasks(nb) if t.exercise == exercise]
     indent = re.search(rf"^( *){re.escape(STUB)}", task.cell, re.M).group(1)
-    return task.cell.replace(f"{indent}{STUB}", "\n".join(indent + line for line in body.splitlines())), task.setup
+    return task.cell.replace(
+        f"{indent}{STUB}", "\n".join(indent + line for line in body.splitlines())
+    ), task.setup
 
 
 def submission(cells: list[tuple[str, str]], exercises: list[str]) -> dict:
@@ -74,14 +87,39 @@ def submission(cells: list[tuple[str, str]], exercises: list[str]) -> dict:
     for name in exercises:
         if name in CHAPTERS:
             setup += exercise_cell(name, "pass")[1]
-    nb_cells = [{"cell_type": "code", "id": "imports", "metadata": {}, "outputs": [], "execution_count": None,
-                 "source": "\n".join(dict.fromkeys(setup))}]
+    nb_cells = [
+        {
+            "cell_type": "code",
+            "id": "imports",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+            "source": "\n".join(dict.fromkeys(setup)),
+        }
+    ]
     for i, (kind, text) in enumerate(cells):
-        nb_cells.append({"cell_type": kind, "id": f"cell-{i}", "metadata": {}, "source": text,
-                         **({"outputs": [], "execution_count": None} if kind == "code" else {})})
-    return {"cells": nb_cells, "nbformat": 4, "nbformat_minor": 5,
-            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                         "dlbook": {"edition": "student", "exercises": {e: e for e in exercises}}}}
+        nb_cells.append(
+            {
+                "cell_type": kind,
+                "id": f"cell-{i}",
+                "metadata": {},
+                "source": text,
+                **({"outputs": [], "execution_count": None} if kind == "code" else {}),
+            }
+        )
+    return {
+        "cells": nb_cells,
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {
+            "kernelspec": {
+                "name": "python3",
+                "display_name": "Python 3",
+                "language": "python",
+            },
+            "dlbook": {"edition": "student", "exercises": {e: e for e in exercises}},
+        },
+    }
 
 
 def answers(bodies: dict[str, str]) -> list[tuple[str, str]]:
@@ -101,8 +139,12 @@ def grade_a_class(root: Path) -> tuple[dict[tuple[str, str], dict], str]:
     alice = student_copy(CHAPTERS["q_learning_update"])
     for cell in alice["cells"]:
         if STUB in source(cell):
-            cell["source"] = exercise_cell("q_learning_update", RIGHT["q_learning_update"])[0]
-    extra = submission(answers({n: RIGHT[n] for n in ("conv_output_size", "dqn_target")}), names)
+            cell["source"] = exercise_cell(
+                "q_learning_update", RIGHT["q_learning_update"]
+            )[0]
+    extra = submission(
+        answers({n: RIGHT[n] for n in ("conv_output_size", "dqn_target")}), names
+    )
     alice["cells"] += extra["cells"]
     alice["metadata"]["dlbook"]["exercises"] = {n: n for n in names}
     write(root / "alice" / "q_learning.ipynb", alice)
@@ -110,27 +152,78 @@ def grade_a_class(root: Path) -> tuple[dict[tuple[str, str], dict], str]:
     write(root / "carol.ipynb", submission(answers(PARTIAL), names))
     dave = answers(CRASHING)
     typo = "import numpyy  # a typo\nfrom helpers.exercises import check"
-    dave.append(("code", exercise_cell("dqn_target", RIGHT["dqn_target"])[0]
-                 .replace("from helpers.exercises import check", typo)))
+    dave.append(
+        (
+            "code",
+            exercise_cell("dqn_target", RIGHT["dqn_target"])[0].replace(
+                "from helpers.exercises import check", typo
+            ),
+        )
+    )
     write(root / "dave.ipynb", submission(dave, names))
-    erin = answers({"conv_output_size": "while True:\n    pass"})          # hangs inside check(): interrupted
-    erin.append(("code", ("import time\n\nwhile True:  # hangs, and swallows the interruption: killed\n"
-                           "    try:\n        time.sleep(1)\n    except:\n        pass\n"
-                           "check(\"q_learning_update\", q_learning_update)")))
+    erin = answers(
+        {"conv_output_size": "while True:\n    pass"}
+    )  # hangs inside check(): interrupted
+    erin.append(
+        (
+            "code",
+            (
+                "import time\n\nwhile True:  # hangs, and swallows the interruption: killed\n"
+                "    try:\n        time.sleep(1)\n    except:\n        pass\n"
+                'check("q_learning_update", q_learning_update)'
+            ),
+        )
+    )
     right_dqn = exercise_cell("dqn_target", RIGHT["dqn_target"])[0]
-    erin.append(("code", right_dqn.replace('check("dqn_target", dqn_target)',       # no check() call, and a crash
-                                           "print(dqn_target(None, None, None, 0.9))")))
-    write(root / "erin" / "homework.ipynb", submission(erin, [*names, "softmax_cross_entropy"]))
-    frank = student_copy(CHAPTERS["dqn_target"])                                # handed back untouched
+    erin.append(
+        (
+            "code",
+            right_dqn.replace(
+                'check("dqn_target", dqn_target)',  # no check() call, and a crash
+                "print(dqn_target(None, None, None, 0.9))",
+            ),
+        )
+    )
+    write(
+        root / "erin" / "homework.ipynb",
+        submission(erin, [*names, "softmax_cross_entropy"]),
+    )
+    frank = student_copy(CHAPTERS["dqn_target"])  # handed back untouched
     write(root / "frank.ipynb", frank)
     out = root / "grades.csv"
-    done = subprocess.run([sys.executable, "-m", "helpers", "grade", str(root), "--out", str(out),
-                           "--timeout", str(TIMEOUT), "--points", "10", "--jobs", "2"],
-                          cwd=root, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "helpers",
+            "grade",
+            str(root),
+            "--out",
+            str(out),
+            "--timeout",
+            str(TIMEOUT),
+            "--points",
+            "10",
+            "--jobs",
+            "2",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     with open(out, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["student", "notebook", "exercise", "points", "max_points", "cases", "feedback"]
+    assert list(rows[0]) == [
+        "student",
+        "notebook",
+        "exercise",
+        "points",
+        "max_points",
+        "cases",
+        "feedback",
+    ]
     return {(r["student"], r["exercise"]): r for r in rows}, done.stdout
 
 
@@ -145,19 +238,32 @@ def test_grading_a_class_through_the_command_line(tmp_path):
     # right answers: full points (alice's whole chapter, and two cells of other chapters)
     for name in CHAPTERS:
         row = grades[("alice", name)]
-        assert float(row["points"]) == 10.0 and row["feedback"] == "correct on every test case", row
+        assert (
+            float(row["points"]) == 10.0
+            and row["feedback"] == "correct on every test case"
+        ), row
     assert "alice: 30 / 30" in printed and "carol: 16.67 / 30" in printed
 
     # wrong answers: nothing, and what is wrong
-    hints = {"conv_output_size": "expected 26, got 25", "q_learning_update": "should become",
-             "dqn_target": "just r where the episode terminated"}
+    hints = {
+        "conv_output_size": "expected 26, got 25",
+        "q_learning_update": "should become",
+        "dqn_target": "just r where the episode terminated",
+    }
     for name, hint in hints.items():
         row = grades[("bob", name)]
-        assert float(row["points"]) == 0.0 and row["cases"].startswith("0/") and hint in row["feedback"], row
+        assert (
+            float(row["points"]) == 0.0
+            and row["cases"].startswith("0/")
+            and hint in row["feedback"]
+        ), row
 
     # the typical mistakes: partial credit, the fraction of test cases passed, and the case that fails
-    expected = {"conv_output_size": (4, 6, "round down"), "q_learning_update": (2, 3, "no future"),
-                "dqn_target": (1, 3, "terminated")}
+    expected = {
+        "conv_output_size": (4, 6, "round down"),
+        "q_learning_update": (2, 3, "no future"),
+        "dqn_target": (1, 3, "terminated"),
+    }
     for name, (passed, total, hint) in expected.items():
         row = grades[("carol", name)]
         assert row["cases"] == f"{passed}/{total}" and hint in row["feedback"], row
@@ -172,18 +278,31 @@ def test_grading_a_class_through_the_command_line(tmp_path):
     # an endless loop inside the function is interrupted at the time limit; one that swallows the interruption
     # is killed, and the notebook's next exercise still runs (in a new process)
     assert "stopped after 3 s" in grades[("erin", "conv_output_size")]["feedback"]
-    assert "could not be interrupted" in grades[("erin", "q_learning_update")]["feedback"]
-    assert all(points(grades, "erin", n) == 0 for n in ("conv_output_size", "q_learning_update"))
-    row = grades[("erin", "dqn_target")]      # check() deleted and the cell crashed: the function is graded
+    assert (
+        "could not be interrupted" in grades[("erin", "q_learning_update")]["feedback"]
+    )
+    assert all(
+        points(grades, "erin", n) == 0
+        for n in ("conv_output_size", "q_learning_update")
+    )
+    row = grades[
+        ("erin", "dqn_target")
+    ]  # check() deleted and the cell crashed: the function is graded
     assert float(row["points"]) == 10.0 and "the cell raised" in row["feedback"], row
-    row = grades[("erin", "softmax_cross_entropy")]         # listed in the notebook's metadata, cell deleted
+    row = grades[
+        ("erin", "softmax_cross_entropy")
+    ]  # listed in the notebook's metadata, cell deleted
     assert float(row["points"]) == 0 and row["feedback"].startswith("missing"), row
 
     # a student copy handed back untouched
     row = grades[("frank", "dqn_target")]
     assert float(row["points"]) == 0 and "not implemented yet" in row["feedback"], row
-    assert grades[("frank", "double_dqn_target")]["feedback"].startswith("not implemented yet")
-    assert len(grades) == 3 * 5 + 3       # frank's dqn copy has a second exercise, double_dqn_target
+    assert grades[("frank", "double_dqn_target")]["feedback"].startswith(
+        "not implemented yet"
+    )
+    assert (
+        len(grades) == 3 * 5 + 3
+    )  # frank's dqn copy has a second exercise, double_dqn_target
 
 
 # --- the two longer exercises (Double DQN target, GAE) beside the short ones of their chapters ---------------
@@ -197,7 +316,9 @@ LONG = {  # exercise -> (right, the typical mistake, cases it passes of the tota
         "best = online_net(next_obs).argmax(dim=1, keepdim=True)      # no torch.no_grad()\n"
         "value = target_net(next_obs).gather(1, best).squeeze(1)\n"
         "return rewards + gamma * (~terminated).float() * value",
-        (6, 7), "require grad"),
+        (6, 7),
+        "require grad",
+    ),
     "gae": (
         "alive = (~dones).float()\n"
         "next_values = torch.cat([values[1:], last_values[None]])\n"
@@ -215,12 +336,16 @@ LONG = {  # exercise -> (right, the typical mistake, cases it passes of the tota
         "    running = deltas[t] + gamma * lam * running          # runs across the episode's end\n"
         "    advantages[t] = running\n"
         "return advantages, advantages + values",
-        (3, 7), "the recursion runs across the episode's end"),
+        (3, 7),
+        "the recursion runs across the episode's end",
+    ),
     "dqn_target": (RIGHT["dqn_target"], PARTIAL["dqn_target"], (1, 3), "terminated"),
     "clipped_surrogate": (
         "return -torch.min(ratio * advantages, ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages).mean()",
         "return -(ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages).mean()     # no minimum",
-        (1, 4), "minimum"),
+        (1, 4),
+        "minimum",
+    ),
 }
 
 
@@ -242,21 +367,54 @@ def test_grading_the_long_exercises(tmp_path):
     students = {
         "ann": {name: right for name, (right, *_) in LONG.items()},
         "ben": {name: mistake for name, (_, mistake, *_) in LONG.items()},
-        "cy": {"double_dqn_target": "return rewards + gamma * (1 - terminated) * target_net(next_obs).max(1)[0]",
-               "dqn_target": WRONG["dqn_target"],
-               "gae": LONG["gae"][0].replace("return advantages, advantages + values",
-                                             "return advantages + values, advantages"),
-               "clipped_surrogate": "return -torch.min(ratio * advantages,"},             # SyntaxError
+        "cy": {
+            "double_dqn_target": "return rewards + gamma * (1 - terminated) * target_net(next_obs).max(1)[0]",
+            "dqn_target": WRONG["dqn_target"],
+            "gae": LONG["gae"][0].replace(
+                "return advantages, advantages + values",
+                "return advantages + values, advantages",
+            ),
+            "clipped_surrogate": "return -torch.min(ratio * advantages,",
+        },  # SyntaxError
     }
-    for student, bodies in students.items():     # the DQN chapter, with the PPO chapter's exercise cells pasted
+    for (
+        student,
+        bodies,
+    ) in (
+        students.items()
+    ):  # the DQN chapter, with the PPO chapter's exercise cells pasted
         nb, more = filled_chapter(dqn, bodies), filled_chapter(ppo, bodies)
-        nb["cells"] += [c for c in more["cells"] if c["cell_type"] == "code" and "check(" in source(c)]
-        nb["metadata"]["dlbook"]["exercises"].update(more["metadata"]["dlbook"]["exercises"])
+        nb["cells"] += [
+            c
+            for c in more["cells"]
+            if c["cell_type"] == "code" and "check(" in source(c)
+        ]
+        nb["metadata"]["dlbook"]["exercises"].update(
+            more["metadata"]["dlbook"]["exercises"]
+        )
         write(tmp_path / f"{student}.ipynb", nb)
     out = tmp_path / "grades.csv"
-    done = subprocess.run([sys.executable, "-m", "helpers", "grade", str(tmp_path), "--out", str(out),
-                           "--timeout", str(TIMEOUT), "--points", "10", "--jobs", "2"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "helpers",
+            "grade",
+            str(tmp_path),
+            "--out",
+            str(out),
+            "--timeout",
+            str(TIMEOUT),
+            "--points",
+            "10",
+            "--jobs",
+            "2",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     with open(out, newline="", encoding="utf-8") as f:
         grades = {(r["student"], r["exercise"]): r for r in csv.DictReader(f)}
@@ -266,14 +424,18 @@ def test_grading_the_long_exercises(tmp_path):
         row = grades[("ann", name)]
         assert float(row["points"]) == 10.0 and row["cases"] == f"{total}/{total}", row
         assert row["feedback"] == "correct on every test case", row
-        row = grades[("ben", name)]                            # partial credit: the share of cases passed
-        assert row["cases"] == f"{passed}/{total}" and float(row["points"]) == round(10 * passed / total, 2), row
+        row = grades[("ben", name)]  # partial credit: the share of cases passed
+        assert row["cases"] == f"{passed}/{total}" and float(row["points"]) == round(
+            10 * passed / total, 2
+        ), row
         assert words in row["feedback"], row
     assert "ann: 40 / 40" in done.stdout
 
     cy = {name: grades[("cy", name)] for name in LONG}
     assert all(float(row["points"]) == 0.0 for row in cy.values()), cy
-    assert "bool tensor" in cy["double_dqn_target"]["feedback"]          # 1 - terminated: torch refuses
+    assert (
+        "bool tensor" in cy["double_dqn_target"]["feedback"]
+    )  # 1 - terminated: torch refuses
     assert "not implemented" not in cy["double_dqn_target"]["feedback"]
     assert "advantages first, returns" in cy["gae"]["feedback"]
     assert cy["gae"]["cases"] == "0/7"
@@ -282,6 +444,7 @@ def test_grading_the_long_exercises(tmp_path):
 
 
 # --- without a process: the pieces -------------------------------------------------------------------------
+
 
 def test_student_names(tmp_path):
     assert student_name(tmp_path / "alice" / "x" / "dqn.ipynb", tmp_path) == "alice"
@@ -300,17 +463,33 @@ def test_every_chapters_solution_gets_full_points(path, capsys):
     grader gives that cell, passes every test case: the setup is enough, and the checkers agree with the book."""
     chapter = path.relative_to(BOOK).with_suffix("").as_posix()
     book = json.loads(path.read_text())
-    blocks = [block for c in book["cells"] if c["cell_type"] == "markdown"
-              for block in SOLUTION_BLOCK.findall(source(c))]
-    fences = [fence for block in blocks for fence in re.findall(r"```python\n(.*?)```", block, re.S)]
+    blocks = [
+        block
+        for c in book["cells"]
+        if c["cell_type"] == "markdown"
+        for block in SOLUTION_BLOCK.findall(source(c))
+    ]
+    fences = [
+        fence
+        for block in blocks
+        for fence in re.findall(r"```python\n(.*?)```", block, re.S)
+    ]
     nb = student_copy(chapter)
     for task in find_tasks(nb):
         # cnn_cifar10's written exercise calls the function smoothed_ce
-        defines = {"label_smoothing_loss": "smoothed_ce"}.get(task.exercise, task.function)
-        fence = next((f for f in fences if re.search(rf"^def {defines}\(", f, re.M)), None)
-        assert fence, f"{chapter}: no ```python block of a solution defines {defines}(), to check it with"
+        defines = {"label_smoothing_loss": "smoothed_ce"}.get(
+            task.exercise, task.function
+        )
+        fence = next(
+            (f for f in fences if re.search(rf"^def {defines}\(", f, re.M)), None
+        )
+        assert fence, (
+            f"{chapter}: no ```python block of a solution defines {defines}(), to check it with"
+        )
         call = re.search(r"^.*\bcheck\(.*$", task.cell, re.M).group(0)
-        answer = task.cell.replace(call, f"{fence}\n{task.function} = {defines}\n{call}")
+        answer = task.cell.replace(
+            call, f"{fence}\n{task.function} = {defines}\n{call}"
+        )
         (cell,) = [c for c in nb["cells"] if source(c) == task.cell]
         cell["source"] = answer
         (graded,) = [t for t in find_tasks(nb) if t.exercise == task.exercise]

@@ -15,7 +15,9 @@ def test_cnn_is_the_seed_architecture_and_sizes_itself():
     model = CNNModel()
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     assert model.classifier[1].in_features == 32 * 5 * 5
-    assert CNNModel(in_channels=3, num_classes=4, image_size=32)(torch.randn(2, 3, 32, 32)).shape == (2, 4)
+    assert CNNModel(in_channels=3, num_classes=4, image_size=32)(
+        torch.randn(2, 3, 32, 32)
+    ).shape == (2, 4)
 
 
 def test_resnet9_shapes_and_width():
@@ -23,8 +25,14 @@ def test_resnet9_shapes_and_width():
     assert 6_000_000 < count_parameters(ResNet9()) < 7_000_000
 
 
-@pytest.mark.parametrize("kwargs", [dict(input_dim=0, output_dim=10), dict(input_dim=784, output_dim=10, hidden=(0,)),
-                                    dict(input_dim=784, output_dim=10, dropout=1.0)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(input_dim=0, output_dim=10),
+        dict(input_dim=784, output_dim=10, hidden=(0,)),
+        dict(input_dim=784, output_dim=10, dropout=1.0),
+    ],
+)
 def test_bad_mlp_sizes_are_value_errors(kwargs):
     with pytest.raises(ValueError):
         MLP(**kwargs)

@@ -10,8 +10,8 @@ from helpers import ppo, rl
 
 GAMMA, LAM = 0.9, 0.5
 REWARDS = [1.0, 1.0, 1.0]
-VALUES = [0.5, 0.4, 0.3]        # V(s_0), V(s_1), V(s_2)
-NEXT_VALUES = [0.4, 0.3, 0.2]   # V(s_1), V(s_2), V(s_3)
+VALUES = [0.5, 0.4, 0.3]  # V(s_0), V(s_1), V(s_2)
+NEXT_VALUES = [0.4, 0.3, 0.2]  # V(s_1), V(s_2), V(s_3)
 
 
 def gae(terminated, dones, lam=LAM):
@@ -90,24 +90,40 @@ def test_rollout_marks_reset_steps_and_bootstraps_from_the_final_observation():
     envs = rl.make_vector_env("CartPole-v1", 2, seed=0)
     obs, _ = envs.reset(seed=[0, 1])
     model = rl.ActorCritic(4, 2)
-    roll, obs, done, episodes = ppo.collect_rollout(envs, model, torch.nn.Identity(), obs, np.zeros(2, bool), 100)
+    roll, obs, done, episodes = ppo.collect_rollout(
+        envs, model, torch.nn.Identity(), obs, np.zeros(2, bool), 100
+    )
     assert roll.obs.shape == (100, 2, 4) and roll.actions.shape == (100, 2)
     ends = roll.dones.numpy() > 0
-    assert ends.any() and len(episodes) == ends.sum()  # a random policy ends CartPole episodes within 100 steps
+    assert (
+        ends.any() and len(episodes) == ends.sum()
+    )  # a random policy ends CartPole episodes within 100 steps
     assert roll.valid[0].all() and np.array_equal(roll.valid[1:].numpy(), ~ends[:-1])
     t, i = np.argwhere(ends[:-1])[0]
     # NEXT_STEP autoreset: the observation after the last step is the true final one
-    assert torch.allclose(roll.next_values[t, i], model.value(roll.obs[t + 1, i]).detach())
+    assert torch.allclose(
+        roll.next_values[t, i], model.value(roll.obs[t + 1, i]).detach()
+    )
     envs.close()
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 def test_train_ppo_runs_updates_and_is_reproducible(env_id):
-    cfg = ppo.PPOConfig(num_envs=2, num_steps=32, epochs=2, minibatches=2, norm_obs=True, norm_reward=True)
+    cfg = ppo.PPOConfig(
+        num_envs=2,
+        num_steps=32,
+        epochs=2,
+        minibatches=2,
+        norm_obs=True,
+        norm_reward=True,
+    )
     a = ppo.train_ppo(env_id, 128, cfg, seed=1, progress=False)
     b = ppo.train_ppo(env_id, 128, cfg, seed=1, progress=False)
     assert a.env_steps == 128 and len(a.updates) == 2
-    assert all(np.isfinite(list(u.values())).all() and u["approx_kl"] >= -1e-6 for u in a.updates)
+    assert all(
+        np.isfinite(list(u.values())).all() and u["approx_kl"] >= -1e-6
+        for u in a.updates
+    )
     for p, q in zip(a.model.parameters(), b.model.parameters()):
         assert torch.equal(p, q)
     action = a.policy(env_id)(np.zeros(a.model.actor[0].in_features, dtype=np.float32))
@@ -119,10 +135,20 @@ def test_train_ppo_runs_updates_and_is_reproducible(env_id):
 
 def test_train_ppo_stops_at_the_first_evaluation_reaching_stop_return():
     cfg = ppo.PPOConfig(num_envs=2, num_steps=32, epochs=1, minibatches=2)
-    full = ppo.train_ppo("CartPole-v1", 256, cfg, seed=0, progress=False, eval_every=64, eval_episodes=2)
+    full = ppo.train_ppo(
+        "CartPole-v1", 256, cfg, seed=0, progress=False, eval_every=64, eval_episodes=2
+    )
     assert full.eval_steps == [64, 128, 192, 256] and full.steps_to_reach(501.0) is None
-    stopped = ppo.train_ppo("CartPole-v1", 256, cfg, seed=0, progress=False, eval_every=64, eval_episodes=2,
-                            stop_return=0.0)
+    stopped = ppo.train_ppo(
+        "CartPole-v1",
+        256,
+        cfg,
+        seed=0,
+        progress=False,
+        eval_every=64,
+        eval_episodes=2,
+        stop_return=0.0,
+    )
     assert stopped.env_steps == 64 and stopped.eval_steps == [64]
 
 
@@ -131,11 +157,17 @@ def test_ppo_update_moves_the_policy_a_little():
     envs = rl.make_vector_env("CartPole-v1", 4, seed=0)
     obs, _ = envs.reset(seed=[0, 1, 2, 3])
     model = rl.ActorCritic(4, 2)
-    roll, *_ = ppo.collect_rollout(envs, model, torch.nn.Identity(), obs, np.zeros(4, bool), 64)
-    adv, ret = ppo.compute_gae(roll.rewards, roll.values, roll.next_values, roll.terminated, roll.dones)
+    roll, *_ = ppo.collect_rollout(
+        envs, model, torch.nn.Identity(), obs, np.zeros(4, bool), 64
+    )
+    adv, ret = ppo.compute_gae(
+        roll.rewards, roll.values, roll.next_values, roll.terminated, roll.dones
+    )
     before = [p.detach().clone() for p in model.parameters()]
     cfg = ppo.PPOConfig(lr=1e-3)
-    stats = ppo.ppo_update(model, torch.optim.Adam(model.parameters(), lr=cfg.lr), roll, adv, ret, cfg)
+    stats = ppo.ppo_update(
+        model, torch.optim.Adam(model.parameters(), lr=cfg.lr), roll, adv, ret, cfg
+    )
     assert any(not torch.equal(p, q) for p, q in zip(before, model.parameters()))
     assert 0 <= stats["approx_kl"] < 0.1 and 0 <= stats["clip_fraction"] <= 1
     envs.close()

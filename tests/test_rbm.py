@@ -12,8 +12,12 @@ def test_free_energy_equals_log_sum_over_hidden_states():
     torch.manual_seed(0)
     model = R.RBM(6, 4, init_std=0.5)
     v = torch.bernoulli(torch.full((5, 6), 0.5))
-    hs = torch.tensor(list(itertools.product([0.0, 1.0], repeat=4)))          # all 16 hidden states
-    energies = torch.stack([model.energy(v, h.expand(5, 4)) for h in hs], dim=1)  # (5, 16)
+    hs = torch.tensor(
+        list(itertools.product([0.0, 1.0], repeat=4))
+    )  # all 16 hidden states
+    energies = torch.stack(
+        [model.energy(v, h.expand(5, 4)) for h in hs], dim=1
+    )  # (5, 16)
     expected = -torch.logsumexp(-energies, dim=1)
     torch.testing.assert_close(model.free_energy(v), expected, rtol=1e-5, atol=1e-5)
 
@@ -34,7 +38,15 @@ def test_cd_training_lowers_reconstruction_error(persistent):
     prototypes = torch.tensor([[1.0] * 8 + [0.0] * 8, [0.0] * 8 + [1.0] * 8])
     data = prototypes[torch.randint(0, 2, (64,))]
     model = R.RBM(16, 4)
-    errors = R.train_rbm(model, data, epochs=30, batch_size=16, lr=0.1, persistent=persistent, progress=False)
+    errors = R.train_rbm(
+        model,
+        data,
+        epochs=30,
+        batch_size=16,
+        lr=0.1,
+        persistent=persistent,
+        progress=False,
+    )
     assert len(errors) == 30
     assert errors[-1] < 0.5 * errors[0]
 
@@ -60,7 +72,9 @@ def test_shapes_and_classifier_initialisation():
     clf = dbn.to_classifier(3)
     assert clf(x).shape == (7, 3)
     torch.testing.assert_close(clf[1].weight, dbn.rbms[0].W)
-    torch.testing.assert_close(torch.sigmoid(clf[3](clf[2](clf[1](x)))), dbn.transform(x))
+    torch.testing.assert_close(
+        torch.sigmoid(clf[3](clf[2](clf[1](x)))), dbn.transform(x)
+    )
     plain = R.sigmoid_mlp([12, 8, 5], 3)
     assert [p.shape for p in plain.parameters()] == [p.shape for p in clf.parameters()]
 
@@ -77,7 +91,9 @@ def test_invalid_arguments():
 def test_devices_are_checked_and_kept():
     # no GPU needed: the "meta" device holds shapes only, which is enough to check placement
     with pytest.raises(ValueError, match="device|on meta"):
-        R.train_rbm(R.RBM(4, 2), torch.rand(3, 4, device="meta"), epochs=1, progress=False)
+        R.train_rbm(
+            R.RBM(4, 2), torch.rand(3, 4, device="meta"), epochs=1, progress=False
+        )
     dbn = R.DBN([4, 3, 2]).to("meta")
     assert {p.device.type for p in dbn.to_classifier(2).parameters()} == {"meta"}
     assert {p.device.type for p in R.sigmoid_mlp([4, 3], 2).parameters()} == {"cpu"}

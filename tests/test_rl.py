@@ -30,9 +30,13 @@ def test_vector_env_seeds_each_copy_differently():
 
 def test_evaluate_policy_is_deterministic_and_tells_good_from_bad():
     always_left = rl.evaluate_policy(lambda obs: 0, "CartPole-v1", episodes=5)
-    assert np.array_equal(always_left, rl.evaluate_policy(lambda obs: 0, "CartPole-v1", episodes=5))
+    assert np.array_equal(
+        always_left, rl.evaluate_policy(lambda obs: 0, "CartPole-v1", episodes=5)
+    )
     # Push the cart towards the side the pole leans to: a classic hand-written controller that balances longer.
-    lean = rl.evaluate_policy(lambda obs: int(obs[2] + 0.5 * obs[3] > 0), "CartPole-v1", episodes=5)
+    lean = rl.evaluate_policy(
+        lambda obs: int(obs[2] + 0.5 * obs[3] > 0), "CartPole-v1", episodes=5
+    )
     assert always_left.mean() < 20 < lean.mean()
     with pytest.raises(ValueError):
         rl.evaluate_policy(lambda obs: 0, "CartPole-v1", episodes=0)
@@ -43,7 +47,9 @@ def test_torch_policy_greedy_and_continuous():
     with torch.no_grad():
         q.weight.zero_(), q.bias.copy_(torch.tensor([0.0, 1.0]))
     assert rl.torch_policy(q)(np.zeros(4, dtype=np.float32)) == 1
-    mean = rl.torch_policy(torch.nn.Linear(3, 1), continuous=True)(np.zeros(3, dtype=np.float32))
+    mean = rl.torch_policy(torch.nn.Linear(3, 1), continuous=True)(
+        np.zeros(3, dtype=np.float32)
+    )
     assert isinstance(mean, np.ndarray) and mean.shape == (1,)
 
 
@@ -55,11 +61,16 @@ def test_moving_average_and_mean_std():
 
 
 def test_plot_returns_draws_mean_band_and_target():
-    runs = {"a": [([10, 20, 30], [1, 2, 3]), ([15, 25, 35], [2, 3, 4])], "b": [([10, 20], [5, 5])]}
+    runs = {
+        "a": [([10, 20, 30], [1, 2, 3]), ([15, 25, 35], [2, 3, 4])],
+        "b": [([10, 20], [5, 5])],
+    }
     fig = rl.plot_returns(runs, title="t", target=4)
     ax = fig.axes[0]
     assert ax.get_xlabel() == "environment steps" and ax.get_title() == "t"
-    assert len(ax.lines) == 3 and len(ax.collections) == 1      # two means + target line, one std band
+    assert (
+        len(ax.lines) == 3 and len(ax.collections) == 1
+    )  # two means + target line, one std band
     plt.close(fig)
 
 
@@ -116,9 +127,11 @@ def test_run_many_gives_the_sequential_results_in_order(monkeypatch):
     calls = [{"seed": s, "scale": 2.0} for s in range(5)]
     want = [_square_seeded(**c) for c in calls]
     assert rl.run_many(_square_seeded, calls, jobs=1) == want
-    assert rl.run_many(_square_seeded, calls, jobs=2) == want      # two spawned workers
+    assert rl.run_many(_square_seeded, calls, jobs=2) == want  # two spawned workers
 
-    def edited(seed: int, scale: float = 1.0) -> float:          # defined where it is used, like a notebook cell
+    def edited(
+        seed: int, scale: float = 1.0
+    ) -> float:  # defined where it is used, like a notebook cell
         return _square_seeded(seed, scale) + 1.0
 
     assert rl.run_many(edited, calls, jobs=2) == [w + 1.0 for w in want]
@@ -127,7 +140,7 @@ def test_run_many_gives_the_sequential_results_in_order(monkeypatch):
 def test_parallel_jobs_follows_the_thread_budget(monkeypatch):
     monkeypatch.delenv("DLBOOK_JOBS", raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert rl.parallel_jobs(5) == 1                 # CI: several notebooks share the cores
+    assert rl.parallel_jobs(5) == 1  # CI: several notebooks share the cores
     monkeypatch.setenv("OMP_NUM_THREADS", "8")
     assert rl.parallel_jobs(5) == 5 and rl.parallel_jobs(20) == 8
     monkeypatch.setenv("DLBOOK_JOBS", "3")

@@ -11,7 +11,9 @@ from torch import nn
 from helpers import sequence as seq
 
 
-@pytest.mark.parametrize("cls, attr", [(seq.RNNModel, "rnn"), (seq.LSTMModel, "lstm"), (seq.GRUModel, "gru")])
+@pytest.mark.parametrize(
+    "cls, attr", [(seq.RNNModel, "rnn"), (seq.LSTMModel, "lstm"), (seq.GRUModel, "gru")]
+)
 def test_models_read_the_last_step(cls, attr):
     model = cls(3, 16, 5, num_layers=2)
     x = torch.randn(4, 7, 3)
@@ -52,7 +54,11 @@ def test_text_ships_with_the_package_and_vocab_round_trips():
     assert len(vocab) == len(set(text)) and list(vocab.chars) == sorted(vocab.chars)
     snippet = text[1000:1500]
     ids = vocab.encode(snippet)
-    assert ids.dtype == torch.long and vocab.decode(ids) == snippet and vocab.decode(ids.tolist()) == snippet
+    assert (
+        ids.dtype == torch.long
+        and vocab.decode(ids) == snippet
+        and vocab.decode(ids.tolist()) == snippet
+    )
     with pytest.raises(ValueError):
         vocab.encode("\u00e9")
     with pytest.raises(ValueError):
@@ -74,7 +80,7 @@ def test_random_char_batch_is_seeded_and_shifted():
     x1, y1 = seq.random_char_batch(ids, 6, 10, torch.Generator().manual_seed(3))
     x2, _ = seq.random_char_batch(ids, 6, 10, torch.Generator().manual_seed(3))
     assert x1.shape == y1.shape == (6, 10) and torch.equal(x1, x2)
-    assert torch.equal(y1, x1 + 1)      # consecutive ids: the target is the next character
+    assert torch.equal(y1, x1 + 1)  # consecutive ids: the target is the next character
 
 
 def test_train_evaluate_and_sample_char_lm():
@@ -84,15 +90,27 @@ def test_train_evaluate_and_sample_char_lm():
     torch.manual_seed(0)
     model = seq.CharLM(len(vocab), hidden_size=32, cell="gru", embed_dim=8)
     before = seq.evaluate_char_lm(model, ids, seq_len=12)
-    hist = seq.train_char_lm(model, ids, steps=60, batch_size=8, seq_len=12, lr=1e-2, val_ids=ids,
-                             eval_every=30)
-    assert hist["step"] == [30, 60] and len(hist["val_loss"]) == 2 and hist["time_s"] > 0
+    hist = seq.train_char_lm(
+        model,
+        ids,
+        steps=60,
+        batch_size=8,
+        seq_len=12,
+        lr=1e-2,
+        val_ids=ids,
+        eval_every=30,
+    )
+    assert (
+        hist["step"] == [30, 60] and len(hist["val_loss"]) == 2 and hist["time_s"] > 0
+    )
     after = seq.evaluate_char_lm(model, ids, seq_len=12)
-    assert after < 0.3 < before                       # a periodic text is easy to predict
+    assert after < 0.3 < before  # a periodic text is easy to predict
     assert seq.perplexity(0.0) == 1.0 and math.isclose(seq.perplexity(math.log(3)), 3.0)
     out = seq.sample(model, vocab, "abc", n=9, temperature=0)
     assert out == "abc" + "abcabcabc"
-    assert seq.sample(model, vocab, "a", n=20, seed=1) == seq.sample(model, vocab, "a", n=20, seed=1)
+    assert seq.sample(model, vocab, "a", n=20, seed=1) == seq.sample(
+        model, vocab, "a", n=20, seed=1
+    )
     with pytest.raises(ValueError):
         seq.sample(model, vocab, "", n=3)
 
@@ -105,7 +123,9 @@ def test_sample_works_for_models_without_state():
             super().__init__()
             self.table = nn.Embedding(3, 3)
             with torch.no_grad():
-                self.table.weight.copy_(torch.tensor([[0., 9, 0], [0, 0, 9], [9, 0, 0]]))
+                self.table.weight.copy_(
+                    torch.tensor([[0.0, 9, 0], [0, 0, 9], [9, 0, 0]])
+                )
 
         def forward(self, ids):
             assert ids.shape[1] <= self.block_size
@@ -118,9 +138,13 @@ def test_sample_works_for_models_without_state():
 def test_recall_task_labels_shapes_and_determinism():
     x, y = seq.recall_task(50, memory_length=6, n_symbols=5, seed=1)
     assert x.shape == (50, 7, seq.recall_input_size(5)) and y.shape == (50,)
-    assert torch.equal(x[:, :, :5].sum(-1), torch.ones(50, 7))      # exactly one symbol per step
-    assert torch.equal(x[:, 0, 5], torch.ones(50)) and x[:, 1:, 5].sum() == 0   # marker only at step 0
-    assert torch.equal(x[:, 0, :5].argmax(-1), y)                   # the label is the first symbol
+    assert torch.equal(
+        x[:, :, :5].sum(-1), torch.ones(50, 7)
+    )  # exactly one symbol per step
+    assert (
+        torch.equal(x[:, 0, 5], torch.ones(50)) and x[:, 1:, 5].sum() == 0
+    )  # marker only at step 0
+    assert torch.equal(x[:, 0, :5].argmax(-1), y)  # the label is the first symbol
     x2, y2 = seq.recall_task(50, memory_length=6, n_symbols=5, seed=1)
     assert torch.equal(x, x2) and torch.equal(y, y2)
     assert not torch.equal(seq.recall_task(50, 6, 5, seed=2)[0], x)
@@ -133,15 +157,21 @@ def test_adding_problem_labels():
     assert x.shape == (40, 20, 2) and y.shape == (40,)
     marks = x[..., 1]
     assert torch.equal(marks.sum(1), torch.full((40,), 2.0))
-    assert (marks[:, :10].sum(1) == 1).all()                        # one mark in each half
+    assert (marks[:, :10].sum(1) == 1).all()  # one mark in each half
     assert torch.allclose((x[..., 0] * marks).sum(1), y)
     assert torch.equal(seq.adding_problem(40, 20, seed=0)[0], x)
 
 
 def test_train_recall_solves_a_short_memory_and_sweep_is_deterministic():
     torch.manual_seed(0)
-    acc = seq.train_recall(seq.LSTMModel(seq.recall_input_size(4), 32, 4), 2, steps=300, n_symbols=4,
-                           lr=1e-2, progress=False)
+    acc = seq.train_recall(
+        seq.LSTMModel(seq.recall_input_size(4), 32, 4),
+        2,
+        steps=300,
+        n_symbols=4,
+        lr=1e-2,
+        progress=False,
+    )
     assert acc > 0.9
     make = lambda: seq.RNNModel(seq.recall_input_size(4), 8, 4)  # noqa: E731
     a = seq.recall_accuracy_vs_length(make, [1, 3], steps=5, n_symbols=4)
@@ -151,7 +181,11 @@ def test_train_recall_solves_a_short_memory_and_sweep_is_deterministic():
 
 def test_sequential_mnist_rows_are_time_steps(fake_data_dir):
     data = seq.sequential_mnist(train=True, root=fake_data_dir)
-    assert data.x.shape == (20, 28, 28) and data.y.shape == (20,) and "offline copy" in data.source
+    assert (
+        data.x.shape == (20, 28, 28)
+        and data.y.shape == (20,)
+        and "offline copy" in data.source
+    )
     xb, yb = next(iter(data.loader(8, shuffle=True)))
     assert xb.shape == (8, 28, 28) and yb.shape == (8,)
     small = data.subset(5)
@@ -198,12 +232,14 @@ def test_input_gradient_norms_vanish_for_an_rnn():
     x, y = seq.recall_task(16, 29)
     norms = seq.input_gradient_norms(model, x, y)
     assert norms.shape == (30,) and (norms >= 0).all()
-    assert norms[0] < 1e-3 * norms[-1]                              # 30 steps back the signal is tiny
-    assert all(p.grad is None for p in model.parameters())          # parameters untouched
-    ratios = seq.early_gradient_ratio(lambda: seq.RNNModel(seq.recall_input_size(), 16, 8), [2, 10, 40])
-    assert ratios[2] > ratios[10] > ratios[40] > 0                  # float64 keeps tiny ratios above 0
+    assert norms[0] < 1e-3 * norms[-1]  # 30 steps back the signal is tiny
+    assert all(p.grad is None for p in model.parameters())  # parameters untouched
+    ratios = seq.early_gradient_ratio(
+        lambda: seq.RNNModel(seq.recall_input_size(), 16, 8), [2, 10, 40]
+    )
+    assert ratios[2] > ratios[10] > ratios[40] > 0  # float64 keeps tiny ratios above 0
     model64 = copy.deepcopy(model).double()
-    norms64 = seq.input_gradient_norms(model64, x, y)    # float32 x follows the model
+    norms64 = seq.input_gradient_norms(model64, x, y)  # float32 x follows the model
     assert norms64.dtype == torch.float64
     assert torch.allclose(norms64.float(), norms, rtol=1e-3)
 
@@ -214,9 +250,9 @@ def test_chrono_init_draws_on_the_cpu_and_follows_the_layer_dtype():
     torch.manual_seed(0)
     b = seq.chrono_init(seq.LSTMModel(3, 4, 2).double(), 50)
     assert b.lstm.bias_ih_l0.dtype == torch.float64
-    assert torch.allclose(a.lstm.bias_ih_l0.double(), b.lstm.bias_ih_l0)   # same draws
+    assert torch.allclose(a.lstm.bias_ih_l0.double(), b.lstm.bias_ih_l0)  # same draws
     forget = a.lstm.bias_ih_l0[4:8]
-    assert torch.equal(a.lstm.bias_ih_l0[:4], -forget)     # input bias = -forget bias
+    assert torch.equal(a.lstm.bias_ih_l0[:4], -forget)  # input bias = -forget bias
     assert (forget >= 0).all() and (forget <= math.log(49) + 1e-6).all()
     assert (a.lstm.bias_hh_l0[:8] == 0).all()
 

@@ -10,11 +10,17 @@ def test_quick_mode_switch(monkeypatch):
     monkeypatch.setenv("DLBOOK_QUICK", "0")
     assert not is_quick() and mode() == "full" and pick(full=10, quick=2) == 10
     monkeypatch.delenv("DLBOOK_QUICK")
-    assert mode() == "full", "full mode must be the default: it is what the website shows"
+    assert mode() == "full", (
+        "full mode must be the default: it is what the website shows"
+    )
 
 
 def test_device_auto_and_override(monkeypatch):
-    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    expected = (
+        "cuda"
+        if torch.cuda.is_available()
+        else ("mps" if torch.backends.mps.is_available() else "cpu")
+    )
     assert get_device().type == expected
     monkeypatch.setenv("DLBOOK_DEVICE", "cpu")
     assert get_device() == torch.device("cpu")
@@ -22,7 +28,9 @@ def test_device_auto_and_override(monkeypatch):
     assert "device=cpu" in describe_run(torch.device("cpu"))
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where CUDA is absent")
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the error raised where CUDA is absent"
+)
 def test_missing_device_is_a_clear_error():
     with pytest.raises(ValueError, match="CUDA is not available"):
         get_device("cuda")
@@ -43,4 +51,7 @@ def test_seed_everything_sets_tf32_explicitly():
     seed_everything(0, tf32=True)
     assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
     seed_everything(0)
-    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    assert (
+        not torch.backends.cuda.matmul.allow_tf32
+        and not torch.backends.cudnn.allow_tf32
+    )

@@ -10,10 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from helpers.student import SOLUTION_BLOCK, SOLUTION_TAG, YOUR_TURN, student_notebook, write_edition
+from helpers.student import (
+    SOLUTION_BLOCK,
+    SOLUTION_TAG,
+    YOUR_TURN,
+    student_notebook,
+    write_edition,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted(p for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+NOTEBOOKS = sorted(
+    p for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
+)
 
 
 def source(cell: dict) -> str:
@@ -34,13 +42,22 @@ def edition(tmp_path_factory) -> Path:
 
 def test_make_student(tmp_path):
     """The command `make student` runs: every notebook, and a README listing them and how to grade."""
-    done = subprocess.run([sys.executable, "-m", "helpers", "student", str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "helpers", "student", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert f"{len(NOTEBOOKS)} notebooks" in done.stdout
-    assert sorted(tmp_path.rglob("*.ipynb")) == sorted(tmp_path / p.relative_to(ROOT / "book") for p in NOTEBOOKS)
+    assert sorted(tmp_path.rglob("*.ipynb")) == sorted(
+        tmp_path / p.relative_to(ROOT / "book") for p in NOTEBOOKS
+    )
     readme = (tmp_path / "README.md").read_text()
-    assert all(f"`{p.relative_to(ROOT / 'book').as_posix()}`" in readme for p in NOTEBOOKS)
+    assert all(
+        f"`{p.relative_to(ROOT / 'book').as_posix()}`" in readme for p in NOTEBOOKS
+    )
     assert "python -m helpers grade" in readme
 
 
@@ -50,7 +67,11 @@ def copy_of(edition: Path, path: Path) -> dict:
 
 def is_your_turn_code(cell: dict) -> bool:
     lines = source(cell).strip().splitlines()
-    return cell["cell_type"] == "code" and len(lines) == 1 and lines[0].startswith(f"# {YOUR_TURN}")
+    return (
+        cell["cell_type"] == "code"
+        and len(lines) == 1
+        and lines[0].startswith(f"# {YOUR_TURN}")
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -62,13 +83,21 @@ def test_no_solution_text_left(edition, path):
     assert solutions
     outside_text = "\n".join(SOLUTION_BLOCK.sub("", source(c)) for c in book["cells"])
     outside = {line.strip() for line in outside_text.splitlines()}
-    secret = {line.strip() for block in solutions for line in block.splitlines()} - outside - {""}
+    secret = (
+        {line.strip() for block in solutions for line in block.splitlines()}
+        - outside
+        - {""}
+    )
     assert secret, "a solution with no line of its own?"
     student = copy_of(edition, path)
     text = "\n".join(source(c) for c in student["cells"])
     lines = {line.strip() for line in text.splitlines()}
-    assert not secret & lines, f"solution lines left in the student copy: {sorted(secret & lines)[:3]}"
-    assert not [s for s in secret if len(s) >= 20 and s in text and s not in outside_text]
+    assert not secret & lines, (
+        f"solution lines left in the student copy: {sorted(secret & lines)[:3]}"
+    )
+    assert not [
+        s for s in secret if len(s) >= 20 and s in text and s not in outside_text
+    ]
     assert "<details" not in text and "</details>" not in text
 
 
@@ -78,7 +107,9 @@ def test_every_other_cell_is_the_books(edition, path):
     so the copy runs wherever the chapter runs (CI runs every chapter). One your-turn note per solution."""
     book, student = load(path), copy_of(edition, path)
     tagged = [c for c in book["cells"] if SOLUTION_TAG in c["metadata"].get("tags", [])]
-    book_code = [source(c) for c in book["cells"] if c["cell_type"] == "code" and c not in tagged]
+    book_code = [
+        source(c) for c in book["cells"] if c["cell_type"] == "code" and c not in tagged
+    ]
     student_code = []
     for cell in student["cells"]:
         if cell["cell_type"] != "code" or is_your_turn_code(cell):
@@ -87,21 +118,40 @@ def test_every_other_cell_is_the_books(edition, path):
         src = source(cell)
         if src.startswith(f"# {YOUR_TURN}: replace `raise NotImplementedError`"):
             src = src.split("\n", 1)[1]
-            assert "raise NotImplementedError" in src and re.search(r"\bcheck\(\"\w+\"", src)
+            assert "raise NotImplementedError" in src and re.search(
+                r"\bcheck\(\"\w+\"", src
+            )
         student_code.append(src)
     assert student_code == book_code
     first = next(c for c in student["cells"] if c["cell_type"] == "code")
-    assert "google.colab" in source(first) and "hide-cell" in first["metadata"]["tags"], "the install cell first"
-    notes = [c for c in student["cells"] if c["cell_type"] == "markdown" and "✏️ **Your turn**" in source(c)]
-    blocks = sum(len(SOLUTION_BLOCK.findall(source(c))) for c in book["cells"] if c["cell_type"] == "markdown")
-    assert len(notes) == blocks + len([c for c in tagged if c["cell_type"] == "markdown"])
-    assert len({c["id"] for c in student["cells"]}) == len(student["cells"]), "cell ids must be unique"
+    assert (
+        "google.colab" in source(first) and "hide-cell" in first["metadata"]["tags"]
+    ), "the install cell first"
+    notes = [
+        c
+        for c in student["cells"]
+        if c["cell_type"] == "markdown" and "✏️ **Your turn**" in source(c)
+    ]
+    blocks = sum(
+        len(SOLUTION_BLOCK.findall(source(c)))
+        for c in book["cells"]
+        if c["cell_type"] == "markdown"
+    )
+    assert len(notes) == blocks + len(
+        [c for c in tagged if c["cell_type"] == "markdown"]
+    )
+    assert len({c["id"] for c in student["cells"]}) == len(student["cells"]), (
+        "cell ids must be unique"
+    )
     nbformat = pytest.importorskip("nbformat")
     nbformat.validate(nbformat.from_dict(student))
     meta = student["metadata"]["dlbook"]
     chapter = path.relative_to(ROOT / "book").with_suffix("").as_posix()
     assert meta["edition"] == "student" and meta["chapter"] == chapter
-    assert meta["exercises"] == {m[0]: m[1] for m in re.findall(r"\bcheck\(\"(\w+)\", (\w+)", "\n".join(book_code))}
+    assert meta["exercises"] == {
+        m[0]: m[1]
+        for m in re.findall(r"\bcheck\(\"(\w+)\", (\w+)", "\n".join(book_code))
+    }
 
 
 def nb(*cells: dict) -> dict:
@@ -109,25 +159,44 @@ def nb(*cells: dict) -> dict:
 
 
 def md(text: str, **meta) -> dict:
-    return {"cell_type": "markdown", "id": f"m{abs(hash(text))}", "metadata": meta, "source": text}
+    return {
+        "cell_type": "markdown",
+        "id": f"m{abs(hash(text))}",
+        "metadata": meta,
+        "source": text,
+    }
 
 
 def code(text: str, **meta) -> dict:
-    return {"cell_type": "code", "id": f"c{abs(hash(text))}", "metadata": meta, "source": text,
-            "outputs": [{"output_type": "stream", "name": "stdout", "text": "old"}], "execution_count": 3}
+    return {
+        "cell_type": "code",
+        "id": f"c{abs(hash(text))}",
+        "metadata": meta,
+        "source": text,
+        "outputs": [{"output_type": "stream", "name": "stdout", "text": "old"}],
+        "execution_count": 3,
+    }
 
 
 def test_solution_cells_and_inline_solutions():
     """A cell tagged `solution` goes; a solution inside an exercise's text goes, the text stays."""
-    book = nb(md("# T"), md("1. Do this.\n\n<details class=\"solution\">\n<summary>Solution</summary>\n\nSECRET A\n\n"
-                            "</details>\n\n2. Then that.\n"),
-              code("secret_b = 1", tags=["solution"]), md("SECRET C", tags=["solution"]),
-              code("x = 1"))
+    book = nb(
+        md("# T"),
+        md(
+            '1. Do this.\n\n<details class="solution">\n<summary>Solution</summary>\n\nSECRET A\n\n'
+            "</details>\n\n2. Then that.\n"
+        ),
+        code("secret_b = 1", tags=["solution"]),
+        md("SECRET C", tags=["solution"]),
+        code("x = 1"),
+    )
     copy, removed = student_notebook(book, "part/t")
     text = "\n".join(source(c) for c in copy["cells"])
     assert removed == 3 and "SECRET" not in text and "secret_b" not in text
     assert "1. Do this." in text and "2. Then that." in text and "(exercise 1)" in text
-    assert copy["cells"][-1]["source"] == ["x = 1"] and copy["cells"][-1]["outputs"] == []
+    assert (
+        copy["cells"][-1]["source"] == ["x = 1"] and copy["cells"][-1]["outputs"] == []
+    )
     assert copy["cells"][-1]["execution_count"] is None
 
 
@@ -143,12 +212,22 @@ def test_a_student_copy_runs_to_the_end(edition, real_data_dir, tmp_path, monkey
     from nbclient import NotebookClient
 
     path = edition / "deep_learning" / "mlp.ipynb"
-    for key, value in dict(DLBOOK_QUICK="1", DLBOOK_DATA=str(real_data_dir), DLBOOK_RESULTS=str(tmp_path),
-                           MPLBACKEND="Agg", TQDM_DISABLE="1", OMP_NUM_THREADS="1").items():
+    for key, value in dict(
+        DLBOOK_QUICK="1",
+        DLBOOK_DATA=str(real_data_dir),
+        DLBOOK_RESULTS=str(tmp_path),
+        MPLBACKEND="Agg",
+        TQDM_DISABLE="1",
+        OMP_NUM_THREADS="1",
+    ).items():
         monkeypatch.setenv(key, value)
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    ).execute()
     code_cells = [c for c in notebook.cells if c.cell_type == "code"]
     assert all(c.execution_count for c in code_cells), "every cell ran"
     outputs = "\n".join(o.get("text", "") for c in code_cells for o in c.outputs)

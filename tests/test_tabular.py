@@ -21,7 +21,7 @@ def chain_mdp() -> tuple[np.ndarray, np.ndarray]:
     """
     T = np.zeros((2, 2, 2))
     R = np.zeros((2, 2))
-    T[0, 0, 0] = T[0, 1, 1] = T[1, 0, 1] = 1.0   # (1, 1) terminates: no row in T
+    T[0, 0, 0] = T[0, 1, 1] = T[1, 0, 1] = 1.0  # (1, 1) terminates: no row in T
     R[1, 1] = 1.0
     return T, R
 
@@ -39,7 +39,9 @@ def test_value_iteration_solves_a_hand_made_mdp():
 def test_policy_evaluation_is_exact_and_rejects_endless_policies():
     T, R = chain_mdp()
     assert np.allclose(tabular.policy_evaluation(T, R, [1, 1], gamma=0.9), [0.9, 1.0])
-    assert np.allclose(tabular.policy_evaluation(T, R, [0, 1], gamma=0.9), [0.0, 1.0])   # stays in state 0 forever
+    assert np.allclose(
+        tabular.policy_evaluation(T, R, [0, 1], gamma=0.9), [0.0, 1.0]
+    )  # stays in state 0 forever
     with pytest.raises(ValueError):
         tabular.policy_evaluation(T, R, [0, 0], gamma=1.0)
 
@@ -47,7 +49,9 @@ def test_policy_evaluation_is_exact_and_rejects_endless_policies():
 def test_tabular_model_drops_terminal_transitions():
     T, R = tabular.tabular_model(gym.make("FrozenLake-v1", is_slippery=False))
     assert T.shape == (16, 4, 16) and R.shape == (16, 4)
-    assert np.isclose(R[14, 2], 1.0) and T[14, 2].sum() == 0.0     # stepping right onto the goal terminates
+    assert (
+        np.isclose(R[14, 2], 1.0) and T[14, 2].sum() == 0.0
+    )  # stepping right onto the goal terminates
     assert np.isclose(T[0, 2, 1], 1.0)
     with pytest.raises(ValueError):
         tabular.tabular_model(gym.make("CartPole-v1"))
@@ -61,7 +65,9 @@ def test_cliff_walking_optimum_is_the_13_step_path():
     path, ret = tabular.greedy_path("CliffWalking-v1", tabular.greedy_actions(Q))
     assert ret == -13.0 and path[0] == 36 and path[-1] == 47 and len(path) == 14
     assert tabular.optimal_action_share(Q, Q) == 1.0
-    assert tabular.optimal_action_share(-Q, Q, states=[36]) == 0.0     # the worst action is not optimal
+    assert (
+        tabular.optimal_action_share(-Q, Q, states=[36]) == 0.0
+    )  # the worst action is not optimal
 
 
 def test_optimal_policy_of_slippery_frozen_lake_beats_random():
@@ -71,7 +77,9 @@ def test_optimal_policy_of_slippery_frozen_lake_beats_random():
     best = tabular.greedy_actions(Q)
     assert np.isclose(tabular.policy_evaluation(T, R, best, 0.99)[0], V[0])
     success = rl.evaluate_policy(tabular.as_policy(best), "FrozenLake-v1", episodes=200)
-    assert success.mean() > 0.6                       # the optimum is about 0.74; a random policy about 0.015
+    assert (
+        success.mean() > 0.6
+    )  # the optimum is about 0.74; a random policy about 0.015
 
 
 def test_reachable_states_of_taxi_leave_out_delivered_passengers():
@@ -80,7 +88,7 @@ def test_reachable_states_of_taxi_leave_out_delivered_passengers():
     starts = np.flatnonzero(env.unwrapped.initial_state_distrib)
     reach = tabular.reachable_states(T, starts)
     assert len(starts) == 300 and len(reach) == 400
-    assert 0 not in reach                              # taxi at R, passenger at R = its destination R
+    assert 0 not in reach  # taxi at R, passenger at R = its destination R
 
 
 def test_taxi_slice_picks_one_passenger_and_destination():
@@ -96,13 +104,20 @@ def test_plot_grid_policy_draws_arrows_values_and_paths(env_id):
     layout = tabular.grid_layout(env)
     cells = layout.shape[0] * layout.shape[1]
     actions = np.arange(cells) % (5 if env_id == "Taxi-v4" else 4)
-    fig = tabular.plot_grid_policy(layout, actions, values=np.linspace(0, 1, cells), action_text={4: "P"},
-                                   title="t")
+    fig = tabular.plot_grid_policy(
+        layout,
+        actions,
+        values=np.linspace(0, 1, cells),
+        action_text={4: "P"},
+        title="t",
+    )
     ax = fig.axes[0]
     assert ax.get_title() == "t" and ax.get_xlabel() and ax.get_ylabel()
-    assert len(fig.axes) == 2                          # the grid and its colour bar
+    assert len(fig.axes) == 2  # the grid and its colour bar
     plt.close(fig)
-    fig = tabular.plot_grid_policy(layout, paths={"a": [0, 1, 2], "b": [0, 1]}, title="paths")
+    fig = tabular.plot_grid_policy(
+        layout, paths={"a": [0, 1, 2], "b": [0, 1]}, title="paths"
+    )
     assert len(fig.axes[0].get_lines()) >= 2 and fig.axes[0].get_legend() is not None
     plt.close(fig)
     with pytest.raises(ValueError):
@@ -113,7 +128,9 @@ def test_layouts_know_each_environments_arrows():
     cliff = tabular.grid_layout(gym.make("CliffWalking-v1"))
     assert cliff.shape == (4, 12) and cliff.labels[36] == "S" and 40 in cliff.no_arrow
     lake = tabular.grid_layout(gym.make("FrozenLake-v1"))
-    assert lake.deltas[0] == (0, -1) and lake.labels[5] == "H"      # FrozenLake's action 0 is LEFT
+    assert (
+        lake.deltas[0] == (0, -1) and lake.labels[5] == "H"
+    )  # FrozenLake's action 0 is LEFT
     taxi = tabular.grid_layout(gym.make("Taxi-v4"))
     assert len(taxi.walls) == 6 and taxi.labels[24 - 1] == "B"
 
@@ -122,7 +139,7 @@ def test_discretiser_bins_clips_and_counts():
     d = tabular.Discretiser([-1.0, 0.0], [1.0, 10.0], bins=[2, 5])
     assert d.n_states == 10
     assert d([-0.5, 0.1]) == 0 and d([0.5, 9.9]) == 9
-    assert d([-5.0, 100.0]) == 4                       # clipped into the outer bins
+    assert d([-5.0, 100.0]) == 4  # clipped into the outer bins
     assert np.array_equal(d.cell([0.5, 4.0]), [1, 2])
     assert tabular.Discretiser([0, 0, 0, 0], [1, 1, 1, 1], 10).n_states == 10_000
     with pytest.raises(ValueError):

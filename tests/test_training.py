@@ -2,8 +2,19 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import (MLP, CNNModel, History, TensorLoader, accuracy, evaluate, fit, load_checkpoint, predict,
-                     save_checkpoint, train_one_epoch)
+from helpers import (
+    MLP,
+    CNNModel,
+    History,
+    TensorLoader,
+    accuracy,
+    evaluate,
+    fit,
+    load_checkpoint,
+    predict,
+    save_checkpoint,
+    train_one_epoch,
+)
 
 
 def tiny_problem(n: int = 64):
@@ -17,7 +28,15 @@ def tiny_problem(n: int = 64):
 def test_fit_lowers_the_loss_and_records_history():
     loader = tiny_problem()
     model = MLP(4, 2, hidden=(16,))
-    history = fit(model, loader, val_loader=loader, epochs=15, lr=1e-2, progress=False, device="cpu")
+    history = fit(
+        model,
+        loader,
+        val_loader=loader,
+        epochs=15,
+        lr=1e-2,
+        progress=False,
+        device="cpu",
+    )
     assert isinstance(history, History) and len(history) == 15
     assert history["train_loss"][-1] < 0.5 * history["train_loss"][0]
     assert history.last("val_acc") > 0.95
@@ -30,7 +49,9 @@ def test_cnn_loss_falls_on_one_tiny_batch():
     model = CNNModel()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = [(x, y)]
-    first = train_one_epoch(model, loader, opt, nn.CrossEntropyLoss(), metrics={"acc": accuracy})["loss"]
+    first = train_one_epoch(
+        model, loader, opt, nn.CrossEntropyLoss(), metrics={"acc": accuracy}
+    )["loss"]
     for _ in range(30):
         last = train_one_epoch(model, loader, opt, nn.CrossEntropyLoss())["loss"]
     assert last < 0.1 * first
@@ -39,8 +60,16 @@ def test_cnn_loss_falls_on_one_tiny_batch():
 def test_regression_with_custom_loss_and_no_metrics():
     x = torch.linspace(-1, 1, 64).view(-1, 1)
     loader = TensorLoader(x, 2 * x, batch_size=16)
-    history = fit(MLP(1, 1, hidden=(8,)), loader, epochs=30, lr=3e-2, loss_fn=nn.MSELoss(), metrics={},
-                  progress=False, device="cpu")
+    history = fit(
+        MLP(1, 1, hidden=(8,)),
+        loader,
+        epochs=30,
+        lr=3e-2,
+        loss_fn=nn.MSELoss(),
+        metrics={},
+        progress=False,
+        device="cpu",
+    )
     assert "train_acc" not in history and history.last("train_loss") < 0.05
 
 
@@ -49,11 +78,30 @@ def test_scheduler_per_batch_and_per_epoch():
     model = MLP(4, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
-    history = fit(model, loader, epochs=3, optimizer=opt, scheduler=sched, progress=False, device="cpu")
+    history = fit(
+        model,
+        loader,
+        epochs=3,
+        optimizer=opt,
+        scheduler=sched,
+        progress=False,
+        device="cpu",
+    )
     assert history["lr"] == pytest.approx([0.1, 0.05, 0.025])
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=len(loader) * 2)
-    fit(model, loader, epochs=2, optimizer=opt, scheduler=sched, scheduler_step="batch", progress=False, device="cpu")
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=0.1, total_steps=len(loader) * 2
+    )
+    fit(
+        model,
+        loader,
+        epochs=2,
+        optimizer=opt,
+        scheduler=sched,
+        scheduler_step="batch",
+        progress=False,
+        device="cpu",
+    )
 
 
 def test_evaluate_and_predict_agree():
@@ -62,10 +110,18 @@ def test_evaluate_and_predict_agree():
     metrics = evaluate(model, loader)
     outputs, targets = predict(model, loader)
     assert outputs.shape == (64, 2) and targets.shape == (64,)
-    assert metrics["acc"] == pytest.approx((outputs.argmax(1) == targets).float().mean().item())
+    assert metrics["acc"] == pytest.approx(
+        (outputs.argmax(1) == targets).float().mean().item()
+    )
 
 
-@pytest.mark.parametrize("kwargs, match", [(dict(epochs=0), "epochs"), (dict(epochs=1, scheduler_step="step"), "scheduler_step")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(epochs=0), "epochs"),
+        (dict(epochs=1, scheduler_step="step"), "scheduler_step"),
+    ],
+)
 def test_bad_arguments_are_value_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         fit(MLP(4, 2), tiny_problem(), progress=False, **kwargs)
@@ -88,7 +144,9 @@ def test_checkpoint_round_trip(tmp_path):
     model = MLP(4, 2)
     opt = torch.optim.Adam(model.parameters())
     fit(model, tiny_problem(), epochs=1, optimizer=opt, progress=False, device="cpu")
-    path = save_checkpoint(tmp_path / "ckpt" / "mlp.pt", model, opt, epoch=1, test_acc=0.5)
+    path = save_checkpoint(
+        tmp_path / "ckpt" / "mlp.pt", model, opt, epoch=1, test_acc=0.5
+    )
     clone, clone_opt = MLP(4, 2), torch.optim.Adam(MLP(4, 2).parameters())
     clone_opt = torch.optim.Adam(clone.parameters())
     extra = load_checkpoint(path, clone, clone_opt)
@@ -110,5 +168,7 @@ def test_checkpoint_refuses_pickled_code(tmp_path):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_fit_on_gpu_with_mixed_precision():
-    history = fit(MLP(4, 2), tiny_problem(), epochs=5, lr=1e-2, progress=False, device="cuda")
+    history = fit(
+        MLP(4, 2), tiny_problem(), epochs=5, lr=1e-2, progress=False, device="cuda"
+    )
     assert history.last("train_loss") < history["train_loss"][0]

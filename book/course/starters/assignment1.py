@@ -35,6 +35,7 @@ print(helpers.describe_run(device))
 # `torch.nn.functional` (and without `torch.nn.CrossEntropyLoss`), stable for very large
 # logits: subtract each row's maximum before `exp`.
 
+
 # %%
 # ✏️ Your turn: replace `raise NotImplementedError` by your code, then run the cell.
 def softmax_cross_entropy(logits, targets):
@@ -52,6 +53,7 @@ check("softmax_cross_entropy", softmax_cross_entropy)
 # $\partial L / \partial y$ (B, O), return the gradients with respect to $x$, $W$ and
 # $b$, computed by hand with matrix products (no `backward()`, no `torch.autograd`).
 
+
 # %%
 # ✏️ Your turn: replace `raise NotImplementedError` by your code, then run the cell.
 def linear_backward(x, W, grad_out):
@@ -67,6 +69,7 @@ check("linear_backward", linear_backward)
 #
 # The spatial size of the output of a convolution or pooling layer with a square kernel,
 # for an input of `size` pixels per side, given stride and zero padding.
+
 
 # %%
 # ✏️ Your turn: replace `raise NotImplementedError` by your code, then run the cell.
@@ -95,9 +98,9 @@ check("conv_output_size", conv_output_size)
 # %%
 TRAIN_SIZES = pick(full=[250, 500, 1_000, 2_000, 5_000], quick=[250, 1_000])
 SEEDS = [SEED + i for i in range(pick(full=3, quick=2))]
-STEPS = pick(full=1_000, quick=100)        # gradient steps per model, for every size
+STEPS = pick(full=1_000, quick=100)  # gradient steps per model, for every size
 BATCH_SIZE = 64
-N_TEST = pick(full=10_000, quick=2_000)    # test images behind every accuracy
+N_TEST = pick(full=10_000, quick=2_000)  # test images behind every accuracy
 MODELS = {"MLP": lambda: helpers.MLP(784, 10), "CNN": lambda: helpers.CNNModel()}
 _data = {}
 
@@ -127,6 +130,7 @@ def train_and_test(make_model, n_train, seed):
 for name, make in MODELS.items():
     print(f"{name}: {helpers.count_parameters(make()):,} parameters")
 
+
 # %%
 # ✏️ Your turn (part 4): the experiment.
 def run_experiment(sizes, seeds):
@@ -140,6 +144,7 @@ try:
 except NotImplementedError:
     results = None
     print("Part 4: run_experiment is not implemented yet.")
+
 
 # %%
 # ✏️ Your turn (part 4): the plot.

@@ -25,7 +25,7 @@ from helpers import sequence as seq
 from helpers.course import check
 
 helpers.set_style()
-torch.set_num_threads(1)   # small recurrent models: one CPU thread is the fastest
+torch.set_num_threads(1)  # small recurrent models: one CPU thread is the fastest
 SEED = 0
 helpers.seed_everything(SEED)
 device = helpers.get_device()
@@ -38,6 +38,7 @@ print(helpers.describe_run(device))
 # pre-activations $x W_{ih}^\top + h W_{hh}^\top + b$ are the input, forget, cell and
 # output gates in that order (i, f, g, o); $c' = f \odot c + i \odot g$ and $h' = o
 # \odot \tanh(c')$.
+
 
 # %%
 # ✏️ Your turn: replace `raise NotImplementedError` by your code, then run the cell.
@@ -56,6 +57,7 @@ check("lstm_step", lstm_step)
 # shape (T, S) in which `True` means "may attend" (a masked score becomes $-\infty$
 # before the softmax). Do not call `torch.nn.functional.scaled_dot_product_attention`.
 
+
 # %%
 # ✏️ Your turn: replace `raise NotImplementedError` by your code, then run the cell.
 def scaled_dot_product_attention(q, k, v, mask=None):
@@ -73,6 +75,7 @@ check("scaled_dot_product_attention", scaled_dot_product_attention)
 # $PE_{pos, 2i} = \sin(pos / 10000^{2i/d})$ and $PE_{pos, 2i+1} = \cos(pos /
 # 10000^{2i/d})$ for an even model width $d$. Do not call the book's own
 # `helpers.attention.sinusoidal_positional_encoding`.
+
 
 # %%
 # ✏️ Your turn: replace `raise NotImplementedError` by your code, then run the cell.
@@ -104,7 +107,7 @@ check("positional_encoding", positional_encoding)
 # %%
 SEQ_LENGTHS = pick(full=[10, 25, 50, 100], quick=[10, 25])
 SEEDS = [SEED + i for i in range(pick(full=3, quick=2))]
-STEPS = pick(full=2_000, quick=100)   # training steps (batches) per model
+STEPS = pick(full=2_000, quick=100)  # training steps (batches) per model
 BATCH_SIZE = 64
 HIDDEN = 32
 N_TEST = 1_000
@@ -124,6 +127,7 @@ def baseline_mse(seq_len, seed=0):
 
 
 print("baseline MSE:", {n: round(baseline_mse(n), 3) for n in SEQ_LENGTHS})
+
 
 # %%
 # ✏️ Your turn (part 4): training and testing one model.
@@ -146,6 +150,7 @@ try:
 except NotImplementedError:
     results = None
     print("Part 4: train_adding or run_experiment is not implemented yet.")
+
 
 # %%
 # ✏️ Your turn (part 4): the plot.

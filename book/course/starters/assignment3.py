@@ -36,6 +36,7 @@ print(helpers.describe_run(device))
 # \log_{10}(1 / \text{MSE})$ in dB, the mean squared error taken over all pixels of the
 # batch. Higher is better; every halving of the MSE adds about 3 dB.
 
+
 # %%
 # ✏️ Your turn: replace `raise NotImplementedError` by your code, then run the cell.
 def psnr(x, y):
@@ -50,6 +51,7 @@ check("psnr", psnr)
 #
 # $-\frac{1}{N}\sum_i \log D(G(z_i))$ from the discriminator's *logits* on generated
 # images, numerically stable (no `sigmoid` followed by `log`).
+
 
 # %%
 # ✏️ Your turn: replace `raise NotImplementedError` by your code, then run the cell.
@@ -67,6 +69,7 @@ check("generator_loss", generator_loss)
 # `real_label` (1, or 0.9 with the one-sided label smoothing of the GAN chapter),
 # generated images the label 0. Its loss is the binary cross-entropy of each batch, from
 # logits, averaged over each batch, and the two averages added.
+
 
 # %%
 # ✏️ Your turn: replace `raise NotImplementedError` by your code, then run the cell.
@@ -99,7 +102,7 @@ check("discriminator_loss", discriminator_loss)
 CODE_SIZES = pick(full=[2, 4, 8, 16, 32, 64], quick=[2, 16])
 SEEDS = [SEED + i for i in range(pick(full=3, quick=2))]
 EPOCHS = pick(full=20, quick=2)
-N_TRAIN = pick(full=None, quick=2_000)   # training images (None = every image present)
+N_TRAIN = pick(full=None, quick=2_000)  # training images (None = every image present)
 N_TEST = pick(full=5_000, quick=1_000)
 _data = {}
 
@@ -135,11 +138,12 @@ def pca_reconstructions(code_size, x):
     out = torch.as_tensor(pca.inverse_transform(codes), dtype=torch.float32)
     return out.clamp(0, 1).view_as(x)
 
+
 # %%
 # ✏️ Your turn (part 4): the experiment.
 def run_experiment(code_sizes, seeds):
     """{"autoencoder": array of test PSNRs of shape (len(code_sizes), len(seeds)),
-        "PCA": array of shape (len(code_sizes),)}, using your psnr."""
+    "PCA": array of shape (len(code_sizes),)}, using your psnr."""
     raise NotImplementedError
 
 
@@ -148,6 +152,7 @@ try:
 except NotImplementedError:
     results = None
     print("Part 4: run_experiment is not implemented yet.")
+
 
 # %%
 # ✏️ Your turn (part 4): the plots.

@@ -34,6 +34,7 @@ helpers.seed_everything(SEED)
 # bootstrap ($\gamma \max_{a'} Q(s', a')$ left out) when the episode *terminated* in
 # $s'$. `Q` is a NumPy array of shape (states, actions), updated in place.
 
+
 # %%
 # ✏️ Your turn: replace `raise NotImplementedError` by your code, then run the cell.
 def q_learning_update(Q, s, a, r, s_next, terminated, alpha, gamma):
@@ -49,6 +50,7 @@ check("q_learning_update", q_learning_update)
 # The TD targets $r + \gamma \max_{a'} Q_{\text{target}}(s', a')$ of a batch of
 # transitions, from the target network's Q-values of the next states, with no bootstrap
 # where the episode terminated.
+
 
 # %%
 # ✏️ Your turn: replace `raise NotImplementedError` by your code, then run the cell.
@@ -67,6 +69,7 @@ check("dqn_target", dqn_target)
 # the end with the critic's value $V(s_T)$ unless the episode terminated (then $G_T =
 # 0$): the targets of A2C's critic.
 
+
 # %%
 # ✏️ Your turn: replace `raise NotImplementedError` by your code, then run the cell.
 def discounted_returns(rewards, last_value, terminated, gamma):
@@ -83,6 +86,7 @@ check("discounted_returns", discounted_returns)
 # gradient is the policy gradient. The advantages $A_t$ come from the critic (they may
 # require grad), but the policy's loss must not train the critic: no gradient may flow
 # into them.
+
 
 # %%
 # ✏️ Your turn: replace `raise NotImplementedError` by your code, then run the cell.
@@ -133,9 +137,11 @@ def epsilon_greedy(q_row, epsilon, rng):
 
 def greedy_return(Q, episodes=100, seed=10_000):
     """Mean return of the greedy policy of table Q over `episodes` new episodes."""
-    returns = rl.evaluate_policy(lambda obs: int(np.argmax(Q[obs])), ENV_ID,
-                                 episodes=episodes, seed=seed)
+    returns = rl.evaluate_policy(
+        lambda obs: int(np.argmax(Q[obs])), ENV_ID, episodes=episodes, seed=seed
+    )
     return float(np.mean(returns))
+
 
 # %%
 # ✏️ Your turn (part 5): one training run.
@@ -159,6 +165,7 @@ try:
 except NotImplementedError:
     results = None
     print("Part 5: q_learning or run_experiment is not implemented yet.")
+
 
 # %%
 # ✏️ Your turn (part 5): the plot.
@@ -198,6 +205,7 @@ else:
 # choose the next action and the target network evaluate it; generalised advantage
 # estimation (GAE) mixes n-step advantages with a factor $\lambda$.
 
+
 # %%
 # ✏️ Optional: replace `raise NotImplementedError` by your code, then run the cell.
 def double_dqn_target(rewards, next_obs, terminated, online_net, target_net, gamma):
@@ -211,6 +219,7 @@ if "double_dqn_target" in ALL_CHECKS:
     check("double_dqn_target", double_dqn_target)
 else:
     print("double_dqn_target: this copy of helpers has no checker for it.")
+
 
 # %%
 # ✏️ Optional: replace `raise NotImplementedError` by your code, then run the cell.
