@@ -454,7 +454,11 @@ def _describe(rows: Sequence[Mapping], device: str, mode: str) -> str:
     latest = max(sel, key=lambda r: r["date"])
     return (
         f"{device}, {mode} mode: {latest['date']}, commit {latest['commit']}, torch {latest['torch']}, "
-        f"{latest['jobs']} notebooks at a time"
+        + (
+            "one notebook at a time"
+            if latest["jobs"] == 1
+            else f"{latest['jobs']} notebooks at a time"
+        )
     )
 
 
