@@ -43,8 +43,9 @@ book-quick: install
 ## (warnings as errors) from the outputs of that same run, then checked.
 test: install lint unit site-quick
 
-## ruff, the ecosystem's formatter and linter (settings in pyproject.toml): formatted, imports sorted, no unused names.
-LINTED := helpers benchmarks tests book/course/starters
+## ruff, the ecosystem's formatter and linter (settings in pyproject.toml): formatted, imports sorted, no unused names;
+## in the chapters' notebooks also no code line over 88 characters (the width of the website's code boxes).
+LINTED := helpers benchmarks tests book/course/starters book/deep_learning book/reinforcement_learning
 lint: install
 	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/ruff check $(LINTED)

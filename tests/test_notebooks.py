@@ -125,3 +125,31 @@ def test_pages_speak_to_readers_without_workshop_words(path):
         WORKSHOP_WORDS.search("as the Issue asks, the seed model") is not None
     )  # the check can fail
     assert not hits, f"{path.name} uses words readers cannot know: {hits}"
+
+
+def _one_function(code: str) -> bool:
+    """A cell that is one function definition (and at most one statement using it): it cannot be split."""
+    import ast
+
+    try:
+        body = ast.parse(code).body
+    except SyntaxError:  # IPython magics
+        return False
+    defs = [n for n in body if isinstance(n, ast.FunctionDef)]
+    return len(defs) == 1 and len(body) <= 2
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_code_cell_fits_one_screen(path):
+    # ruff (make lint) keeps lines within 88 columns; here: no cell longer than a screen (40 lines), unless it is
+    # a single function, which the reader must see whole
+    long = [
+        (i, len(source(c).splitlines()))
+        for i, c in enumerate(load(path)["cells"])
+        if c["cell_type"] == "code"
+        and len(source(c).splitlines()) > 40
+        and not _one_function(source(c))
+    ]
+    assert not long, (
+        f"{path.stem}: code cells over 40 lines (cell index, lines): {long}"
+    )
