@@ -277,6 +277,7 @@ def ppo_update(
     advantages: torch.Tensor,
     returns: torch.Tensor,
     cfg: PPOConfig,
+    policy_loss_fn: Callable[..., torch.Tensor] = clipped_surrogate_loss,
 ) -> dict[str, float]:
     """Several epochs of minibatch gradient steps on one rollout; returns diagnostics of the update.
 
@@ -305,7 +306,7 @@ def ppo_update(
             adv = adv_all[idx]
             if cfg.norm_adv:
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-            policy_loss = clipped_surrogate_loss(
+            policy_loss = policy_loss_fn(
                 new_log_probs, old_log_probs[idx], adv, cfg.clip_eps
             )
             value_loss = 0.5 * (model.value(obs[idx]) - ret_all[idx]).pow(2).mean()
@@ -396,6 +397,8 @@ def train_ppo(
     eval_episodes: int = 10,
     eval_seed: int = 50_000,
     stop_return: float | None = None,
+    gae_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]] = compute_gae,
+    policy_loss_fn: Callable[..., torch.Tensor] = clipped_surrogate_loss,
 ) -> PPOResult:
     """Train PPO on ``env_id`` for (about) ``total_steps`` environment steps, counted over all copies.
 
@@ -407,6 +410,9 @@ def train_ppo(
     ``eval_every`` steps; the final policy is returned either way (no checkpoint selection). ``stop_return`` ends
     the run at the first such evaluation whose mean return reaches it (as in :func:`helpers.dqn.train_dqn`; the
     learning-rate schedule still refers to ``total_steps``), which is how "steps until solved" is measured.
+    ``gae_fn`` and ``policy_loss_fn`` (defaults :func:`compute_gae`, :func:`clipped_surrogate_loss`) are the
+    parts of the algorithm the chapter writes on its page: it hands in its own, and this function keeps the
+    plumbing.
     Everything runs on the CPU, whatever ``helpers.get_device()`` says: the model, the rollouts and
     the updates (networks of two 64-unit layers fed 8 observations at a time gain nothing on a GPU).
     """
@@ -464,7 +470,7 @@ def train_ppo(
                 disc_return[rollout.dones[t].numpy() > 0] = 0.0
             ret_rms.update(torch.as_tensor(np.array(rets)))
             rollout.rewards = rollout.rewards / torch.sqrt(ret_rms.var + 1e-8)
-        advantages, returns = compute_gae(
+        advantages, returns = gae_fn(
             rollout.rewards,
             rollout.values,
             rollout.next_values,
@@ -475,7 +481,9 @@ def train_ppo(
         )
         if cfg.norm_obs:  # statistics move between rollouts, never within one
             obs_norm.update(rollout.raw_obs[rollout.valid])
-        stats = ppo_update(model, optimizer, rollout, advantages, returns, cfg)
+        stats = ppo_update(
+            model, optimizer, rollout, advantages, returns, cfg, policy_loss_fn
+        )
         stats["step"] = result.env_steps
         result.updates.append(stats)
         if eval_every and (

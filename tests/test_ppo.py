@@ -171,3 +171,31 @@ def test_ppo_update_moves_the_policy_a_little():
     assert any(not torch.equal(p, q) for p, q in zip(before, model.parameters()))
     assert 0 <= stats["approx_kl"] < 0.1 and 0 <= stats["clip_fraction"] <= 1
     envs.close()
+
+
+def test_train_ppo_uses_the_advantage_and_loss_functions_it_is_given():
+    # the chapter hands in its own (editable) GAE and clipped loss; the same ones give the same run
+    used = {"gae": 0, "loss": 0}
+
+    def own_gae(*args):
+        used["gae"] += 1
+        return ppo.compute_gae(*args)
+
+    def own_loss(*args):
+        used["loss"] += 1
+        return ppo.clipped_surrogate_loss(*args)
+
+    cfg = ppo.PPOConfig(num_envs=2, num_steps=16, epochs=2, minibatches=2)
+    default = ppo.train_ppo("CartPole-v1", 64, cfg, seed=1, progress=False)
+    mine = ppo.train_ppo(
+        "CartPole-v1",
+        64,
+        cfg,
+        seed=1,
+        progress=False,
+        gae_fn=own_gae,
+        policy_loss_fn=own_loss,
+    )
+    assert used["gae"] == 2 and used["loss"] == 2 * 2 * 2
+    for p, q in zip(default.model.parameters(), mine.model.parameters()):
+        assert torch.equal(p, q)
