@@ -18,7 +18,7 @@ supervised fine-tuning.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -155,11 +155,13 @@ def train_rbm(
     seed: int = 0,
     desc: str = "RBM",
     progress: bool = True,
+    cd_fn: Callable[..., tuple[float, torch.Tensor]] = cd_step,
 ) -> list[float]:
     """Train ``rbm`` on ``data`` (N, n_visible) in [0, 1] with CD-k or PCD-k and SGD with momentum.
 
     Returns the mean squared reconstruction error (summed over pixels, averaged over images) of every
     epoch: not the objective CD optimises, but the cheap, standard sign that learning is progressing.
+    ``cd_fn`` (default :func:`cd_step`) is the update: the chapter hands in the one written on its page.
     """
     if data.ndim != 2 or data.shape[1] != rbm.n_visible:
         raise ValueError(f"data must be (N, {rbm.n_visible}), got {tuple(data.shape)}")
@@ -191,7 +193,7 @@ def train_rbm(
             for i in range(steps):
                 batch = data[order[i * batch_size : (i + 1) * batch_size]]
                 use_chain = chain[: len(batch)] if chain is not None else None
-                err, v_k = cd_step(rbm, batch, optimizer, k=k, chain=use_chain)
+                err, v_k = cd_fn(rbm, batch, optimizer, k=k, chain=use_chain)
                 if chain is not None:
                     chain[: len(batch)] = v_k
                 total += err * len(batch)

@@ -97,3 +97,22 @@ def test_devices_are_checked_and_kept():
     dbn = R.DBN([4, 3, 2]).to("meta")
     assert {p.device.type for p in dbn.to_classifier(2).parameters()} == {"meta"}
     assert {p.device.type for p in R.sigmoid_mlp([4, 3], 2).parameters()} == {"cpu"}
+
+
+def test_train_rbm_and_pretrain_use_the_update_they_are_given():
+    # the chapter hands in its own CD step; the same one gives the same weights
+    calls = []
+
+    def own_step(rbm, v0, optimizer, k=1, chain=None):
+        calls.append(len(v0))
+        return R.cd_step(rbm, v0, optimizer, k=k, chain=chain)
+
+    data = torch.bernoulli(torch.full((40, 12), 0.3))
+    weights = []
+    for fn in (R.cd_step, own_step):
+        torch.manual_seed(0)
+        dbn = R.DBN([12, 6, 4])
+        dbn.pretrain(data, epochs=1, batch_size=20, progress=False, cd_fn=fn)
+        weights.append(torch.cat([p.detach().flatten() for p in dbn.parameters()]))
+    assert calls == [20, 20, 20, 20]  # two batches per layer, two layers
+    assert torch.equal(weights[0], weights[1])
