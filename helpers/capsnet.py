@@ -13,7 +13,7 @@ per class), :class:`CapsNet` (with the masked reconstruction decoder), :func:`ma
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -86,9 +86,11 @@ class DigitCaps(nn.Module):
         n_out: int = 10,
         out_dim: int = 16,
         iterations: int = 3,
+        routing: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
     ):
         super().__init__()
         self.iterations = iterations
+        self.routing = routing or dynamic_routing  # a chapter may hand in its own
         self.W = nn.Parameter(0.01 * torch.randn(n_in, n_out, out_dim, in_dim))
 
     def predictions(self, u: torch.Tensor) -> torch.Tensor:
@@ -96,7 +98,7 @@ class DigitCaps(nn.Module):
         return torch.einsum("ijdk,bik->bijd", self.W, u)
 
     def forward(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return dynamic_routing(self.predictions(u), self.iterations)
+        return self.routing(self.predictions(u), self.iterations)
 
 
 class CapsNet(nn.Module):
@@ -106,6 +108,7 @@ class CapsNet(nn.Module):
     capsules, 3 routing iterations, decoder 512-1024-784). Smaller ``conv_channels`` / ``primary_channels``
     give a reduced model for CPU runs. The number of primary capsules is measured with a dummy input.
     ``forward`` returns the capsule lengths (class scores), the reconstruction and the digit capsules.
+    ``routing`` (default :func:`dynamic_routing`) is the routing procedure: the chapter hands in its own.
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class CapsNet(nn.Module):
         digit_dim: int = 16,
         routing_iterations: int = 3,
         decoder_hidden: Sequence[int] = (512, 1024),
+        routing: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
     ):
         super().__init__()
         self.num_classes, self.image_shape = (
@@ -132,7 +136,7 @@ class CapsNet(nn.Module):
                 self.conv(torch.zeros(1, *self.image_shape))
             ).shape[1]
         self.digits = DigitCaps(
-            n_primary, primary_dim, num_classes, digit_dim, routing_iterations
+            n_primary, primary_dim, num_classes, digit_dim, routing_iterations, routing
         )
         layers: list[nn.Module] = []
         width = num_classes * digit_dim

@@ -70,3 +70,20 @@ def test_margin_loss_values():
     assert recon.item() == pytest.approx(4.0) and total.item() == pytest.approx(
         0.22 + 0.0005 * 4.0
     )
+
+
+def test_capsnet_uses_the_routing_it_is_given():
+    # the chapter hands in its own routing procedure; the same one gives the same outputs
+    calls = []
+
+    def own_routing(u_hat, iterations):
+        calls.append(iterations)
+        return C.dynamic_routing(u_hat, iterations)
+
+    x = torch.rand(2, 1, 28, 28)
+    outputs = []
+    for routing in (None, own_routing):
+        torch.manual_seed(0)
+        model = C.CapsNet(conv_channels=8, primary_channels=2, routing=routing)
+        outputs.append(model(x)[0])
+    assert calls == [3] and torch.equal(outputs[0], outputs[1])
