@@ -191,28 +191,7 @@ def grade_a_class(root: Path) -> tuple[dict[tuple[str, str], dict], str]:
     frank = student_copy(CHAPTERS["dqn_target"])  # handed back untouched
     write(root / "frank.ipynb", frank)
     out = root / "grades.csv"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "helpers",
-            "grade",
-            str(root),
-            "--out",
-            str(out),
-            "--timeout",
-            str(TIMEOUT),
-            "--points",
-            "10",
-            "--jobs",
-            "2",
-        ],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    stdout = run_grader(root, out)
     with open(out, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == [
@@ -224,11 +203,38 @@ def grade_a_class(root: Path) -> tuple[dict[tuple[str, str], dict], str]:
         "cases",
         "feedback",
     ]
-    return {(r["student"], r["exercise"]): r for r in rows}, done.stdout
+    return {(r["student"], r["exercise"]): r for r in rows}, stdout
 
 
 def points(grades, student, exercise) -> float:
     return float(grades[(student, exercise)]["points"])
+
+
+def run_grader(folder, out) -> str:
+    """``python -m helpers grade`` on a folder of submissions, as an instructor runs it; its output."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "helpers",
+            "grade",
+            str(folder),
+            "--out",
+            str(out),
+            "--timeout",
+            str(TIMEOUT),
+            "--points",
+            "10",
+            "--jobs",
+            "2",
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 def test_grading_a_class_through_the_command_line(tmp_path):
@@ -394,28 +400,7 @@ def test_grading_the_long_exercises(tmp_path):
         )
         write(tmp_path / f"{student}.ipynb", nb)
     out = tmp_path / "grades.csv"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "helpers",
-            "grade",
-            str(tmp_path),
-            "--out",
-            str(out),
-            "--timeout",
-            str(TIMEOUT),
-            "--points",
-            "10",
-            "--jobs",
-            "2",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    stdout = run_grader(tmp_path, out)
     with open(out, newline="", encoding="utf-8") as f:
         grades = {(r["student"], r["exercise"]): r for r in csv.DictReader(f)}
     assert len(grades) == 3 * len(LONG)
@@ -429,7 +414,7 @@ def test_grading_the_long_exercises(tmp_path):
             10 * passed / total, 2
         ), row
         assert words in row["feedback"], row
-    assert "ann: 40 / 40" in done.stdout
+    assert "ann: 40 / 40" in stdout
 
     cy = {name: grades[("cy", name)] for name in LONG}
     assert all(float(row["points"]) == 0.0 for row in cy.values()), cy
