@@ -29,6 +29,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from helpers.course import stopped_at_deadline
+
 from . import report
 from .book_times import execute, notebooks_in_toc
 
@@ -346,13 +348,6 @@ def _key(row: Mapping) -> tuple:
     return (row["device"], row["mode"], row["notebook"], row.get("seed", 0))
 
 
-def _stopped(row: Mapping) -> bool:
-    """A run stopped at the deadline: no verdict on its quality gates, only a lower bound on its time."""
-    return row.get("stopped", False) or str(row.get("error") or "").startswith(
-        "stopped at the deadline"
-    )
-
-
 def _cell(row: Mapping | None) -> str:
     if row is None:
         return "—"
@@ -360,7 +355,7 @@ def _cell(row: Mapping | None) -> str:
         return f"✓ {row['wall_s']:,.0f} s"
     return (
         f"unfinished > {row['wall_s']:,.0f} s ²"
-        if _stopped(row)
+        if stopped_at_deadline(row)
         else f"✗ {row['wall_s']:,.0f} s ¹"
     )
 
@@ -395,13 +390,13 @@ def markdown(result: Mapping) -> list[str]:
             "",
             "Runs: " + "; ".join(_describe(main, d, m) for d, m in columns) + ".",
         ]
-        failed = [r for r in main if not r["passed"] and not _stopped(r)]
+        failed = [r for r in main if not r["passed"] and not stopped_at_deadline(r)]
         if failed:
             lines += ["", "¹ Failures:"] + [
                 f"- {r['notebook']} ({r['device']}, {r['mode']}): `{r['error']}`"
                 for r in failed
             ]
-        stopped = [r for r in main if _stopped(r)]
+        stopped = [r for r in main if stopped_at_deadline(r)]
         if stopped:
             lines += [
                 "",
@@ -440,7 +435,7 @@ def markdown(result: Mapping) -> list[str]:
             )
             failed = [r for r in rows if not r["passed"]]
             lines += [""] + [
-                f"- {'²' if _stopped(r) else '¹'} {r['notebook']}, SEED = {r['seed']}: `{r['error']}`"
+                f"- {'²' if stopped_at_deadline(r) else '¹'} {r['notebook']}, SEED = {r['seed']}: `{r['error']}`"
                 for r in failed
             ]
             lines += [""] if failed else []

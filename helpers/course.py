@@ -71,8 +71,10 @@ WEEKS: tuple[Week, ...] = (
 )
 
 
-def _stopped(row: Mapping) -> bool:
-    """A run stopped at its deadline: its time is a lower bound, it has no verdict."""
+def stopped_at_deadline(row: Mapping) -> bool:
+    """A run of the device matrix stopped at its deadline: its time is a lower bound, it has no verdict.
+
+    (The one definition: ``benchmarks.devices`` renders the matrix with it too.)"""
     error = str(row.get("error") or "")
     return bool(row.get("stopped")) or error.startswith("stopped at the deadline")
 
@@ -86,7 +88,7 @@ def _week_cell(rows: Sequence[Mapping | None]) -> str:
     if not rows or any(r is None for r in rows):
         return "—"
     text = _duration(sum(float(r["wall_s"]) for r in rows))
-    if any(_stopped(r) for r in rows):
+    if any(stopped_at_deadline(r) for r in rows):
         return f"> {text} (unfinished)"
     if any(not r["passed"] for r in rows):
         return f"{text} ✗"
@@ -119,7 +121,7 @@ def _notes(
         )
     stopped: dict[tuple[str, str], list[Mapping]] = {}
     for r in runs:
-        if _stopped(r):
+        if stopped_at_deadline(r):
             stopped.setdefault((r["device"], r["mode"]), []).append(r)
     for (d, m), sel in sorted(stopped.items()):
         limit = min(float(r["wall_s"]) for r in sel)
@@ -129,7 +131,7 @@ def _notes(
             "(stopped at the run's deadline): a week with one of them takes "
             "longer than shown."
         )
-    failed = [r for r in runs if not r["passed"] and not _stopped(r)]
+    failed = [r for r in runs if not r["passed"] and not stopped_at_deadline(r)]
     if failed:
         notes.append(
             "✗ failed a quality gate (the time is still its run time): "
