@@ -125,11 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                 "rl_sb3", rl_sb3.run(seeds=range(args.seeds), jobs=args.jobs), args.out
             )
         elif name == "mnist":
-            report.save(
-                "mnist_loop",
-                mnist_loop.run(epochs=args.epochs, repeats=args.repeats),
-                args.out,
-            )
+            result = mnist_loop.run(epochs=args.epochs, repeats=args.repeats)
+            report.save(mnist_loop.result_name(result), result, args.out)
         elif name == "cifar":
             report.save("cifar_airbench", cifar_airbench.run(), args.out)
         elif name == "book":

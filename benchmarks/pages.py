@@ -16,6 +16,7 @@ ORDER = [
     "devices",
     "rl_sb3",
     "mnist_loop",
+    "mnist_loop_cuda",
     "cifar_airbench",
     "book_times",
 ]  # sections of the Markdown page
@@ -28,6 +29,7 @@ def write_markdown(folder: Path | None = None) -> Path:
         "devices": devices.markdown,
         "rl_sb3": rl_sb3.markdown,
         "mnist_loop": mnist_loop.markdown,
+        "mnist_loop_cuda": mnist_loop.markdown,
         "cifar_airbench": cifar_airbench.markdown,
         "book_times": book_times.markdown,
     }

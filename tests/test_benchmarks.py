@@ -191,3 +191,16 @@ def test_benchmark_modules_import_each_other_in_one_direction():
         )
 
     assert not [m for m in edges if reaches(m, m)], f"import circle among {edges}"
+
+
+def test_a_gpu_mnist_result_sits_beside_the_cpu_one(tmp_path):
+    cpu = json.loads((report.RESULTS / "mnist_loop.json").read_text())
+    gpu = {**cpu, "device": "cuda", "device_name": "NVIDIA H100 80GB HBM3"}
+    assert mnist_loop.result_name(cpu) == "mnist_loop"
+    assert mnist_loop.result_name(gpu) == "mnist_loop_cuda"
+    for result in (cpu, gpu):
+        report.save(mnist_loop.result_name(result), result, tmp_path)
+    page = pages.write_markdown(tmp_path).read_text()
+    assert "plain PyTorch loop, on a GPU" in page
+    assert "trained on NVIDIA H100 80GB HBM3 (mixed precision)" in page
+    assert f"trained on the CPU, {cpu['threads']} threads" in page
