@@ -13,7 +13,24 @@ import json
 import time
 from pathlib import Path
 
-from . import book_times, cifar_airbench, devices, mnist_loop, pages, report, rl_sb3
+from . import (
+    a3c_scaling,
+    book_times,
+    cifar_airbench,
+    devices,
+    mnist_loop,
+    pages,
+    report,
+    rl_sb3,
+)
+
+
+def workers_upto(n: int) -> list[int]:
+    """1, 2, 4, ... up to ``n`` (and ``n`` itself if it is not a power of two)."""
+    counts = [1]
+    while counts[-1] * 2 <= n:
+        counts.append(counts[-1] * 2)
+    return counts if counts[-1] == n else [*counts, n]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "names",
         nargs="*",
-        metavar="{rl,mnist,cifar,book,devices}",
-        help="comparisons to run (default: rl mnist cifar)",
+        metavar="{rl,a3c,mnist,cifar,book,devices}",
+        help="comparisons to run (default: rl a3c mnist cifar)",
     )
     parser.add_argument(
         "--seeds", type=int, default=5, help="RL seeds per side (default 5)"
@@ -36,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=2,
         help="RL runs (one CPU thread each) or notebooks (devices) at the same time",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=8,
+        help="A3C: time 1, 2, 4, ... up to this many worker processes (default 8)",
     )
     parser.add_argument("--epochs", type=int, default=8, help="MNIST epochs per run")
     parser.add_argument("--repeats", type=int, default=4, help="MNIST runs per side")
@@ -108,11 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         help="folder for the JSON and Markdown",
     )
     args = parser.parse_args(argv)
-    names = args.names or ["rl", "mnist", "cifar"]
-    unknown = sorted(set(names) - {"rl", "mnist", "cifar", "book", "devices"})
+    names = args.names or ["rl", "a3c", "mnist", "cifar"]
+    unknown = sorted(set(names) - {"rl", "a3c", "mnist", "cifar", "book", "devices"})
     if unknown:
         parser.error(
-            f"unknown comparison(s) {unknown}: choose from rl, mnist, cifar, book, devices"
+            f"unknown comparison(s) {unknown}: "
+            "choose from rl, a3c, mnist, cifar, book, devices"
         )
 
     start = time.perf_counter()
@@ -123,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         if name == "rl":
             report.save(
                 "rl_sb3", rl_sb3.run(seeds=range(args.seeds), jobs=args.jobs), args.out
+            )
+        elif name == "a3c":
+            report.save(
+                "a3c_scaling", a3c_scaling.run(workers_upto(args.workers)), args.out
             )
         elif name == "mnist":
             result = mnist_loop.run(epochs=args.epochs, repeats=args.repeats)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import book_times, cifar_airbench, devices, mnist_loop, rl_sb3
+from . import a3c_scaling, book_times, cifar_airbench, devices, mnist_loop, rl_sb3
 from .report import RESULTS
 
 ORDER = [
     "devices",
     "rl_sb3",
+    "a3c_scaling",
     "mnist_loop",
     "mnist_loop_cuda",
     "cifar_airbench",
@@ -28,6 +29,7 @@ def write_markdown(folder: Path | None = None) -> Path:
     renderers = {
         "devices": devices.markdown,
         "rl_sb3": rl_sb3.markdown,
+        "a3c_scaling": a3c_scaling.markdown,
         "mnist_loop": mnist_loop.markdown,
         "mnist_loop_cuda": mnist_loop.markdown,
         "cifar_airbench": cifar_airbench.markdown,

@@ -9,7 +9,15 @@ import json
 
 import pytest
 
-from benchmarks import book_times, cifar_airbench, mnist_loop, pages, report, rl_sb3
+from benchmarks import (
+    a3c_scaling,
+    book_times,
+    cifar_airbench,
+    mnist_loop,
+    pages,
+    report,
+    rl_sb3,
+)
 from helpers import DataNotFoundError
 
 
@@ -204,3 +212,38 @@ def test_a_gpu_mnist_result_sits_beside_the_cpu_one(tmp_path):
     assert "plain PyTorch loop, on a GPU" in page
     assert "trained on NVIDIA H100 80GB HBM3 (mixed precision)" in page
     assert f"trained on the CPU, {cpu['threads']} threads" in page
+
+
+def test_a3c_worker_counts_double_up_to_the_limit():
+    from benchmarks.__main__ import workers_upto
+
+    assert workers_upto(1) == [1]
+    assert workers_upto(8) == [1, 2, 4, 8]
+    assert workers_upto(6) == [1, 2, 4, 6]
+
+
+def test_a3c_scaling_goal_is_judged_against_k_times_one_worker():
+    rows = [
+        {"workers": k, "seed": s, "steps_per_s": rate, "time_to_target_s": None}
+        for s in (0, 1)
+        for k, rate in ((1, 1000.0), (2, 1900.0), (4, 2000.0))
+    ]
+    summary = {s["workers"]: s for s in a3c_scaling.summarise(rows)}
+    assert summary[2]["speedup"] == pytest.approx(1.9) and summary[2]["goal_met"]
+    assert summary[4]["speedup"] == pytest.approx(2.0)
+    assert not summary[4]["goal_met"]  # 2.0 < 0.6 * 4
+    assert summary[4]["reached"] == 0 and summary[4]["time_to_target_s"] is None
+
+
+def test_a3c_scaling_runs_real_workers_and_reports(tmp_path):
+    result = a3c_scaling.run(
+        worker_counts=(1, 2), seeds=(0,), throughput_steps=2_000, target=None
+    )
+    assert [r["workers"] for r in result["rows"]] == [1, 2]
+    for row in result["rows"]:
+        assert row["backend"] == "process" and row["steps"] >= 2_000
+        assert row["steps_per_s"] > 0
+    report.save("a3c_scaling", result, tmp_path)
+    page = pages.write_markdown(tmp_path).read_text()
+    assert "A3C: throughput and time to target" in page
+    assert "no time-to-target runs" in page and "usable cores" in page
