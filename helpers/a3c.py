@@ -144,6 +144,7 @@ def worker(
             "step"
         ]  # shared: global number of updates so far
         messages.put(("ready", rank, time.time()))
+        cpu_start = time.thread_time()  # this worker's own CPU time (thread or process)
         parent = (
             mp.parent_process()
         )  # None in a thread; the runner's process in a spawned worker
@@ -218,7 +219,8 @@ def worker(
             optimizer.step()
             updates += 1
         env.close()
-        messages.put(("done", rank, updates, staleness, time.time()))
+        cpu_s = time.thread_time() - cpu_start
+        messages.put(("done", rank, updates, staleness, time.time(), cpu_s))
     except (
         BaseException
     ):  # report, never die silently: the runner would otherwise wait for this worker
@@ -244,6 +246,9 @@ class A3CResult:
     updates: int = 0
     mean_staleness: float = (
         0.0  # average number of other workers' updates between fetch and push
+    )
+    cpu_time: float = (
+        0.0  # CPU seconds of all workers' training loops (start-up excluded)
     )
     time_to_target: float | None = None
     steps_to_target: int | None = None
@@ -419,6 +424,7 @@ def run_a3c(
             done.add(rank)
             result.updates += msg[2]
             stale_sum += msg[3]
+            result.cpu_time += msg[5]
         elif kind == "error":
             errors.append(msg[2])
             stop.set()

@@ -50,6 +50,9 @@ def test_two_process_workers_finish_within_time_limits():
         assert res.fallback_reason
     assert not res.timed_out and res.total_steps >= 400 and res.updates >= 400 // 10
     assert set(res.episode_workers) <= {0, 1}
+    # each worker's own CPU time: positive, and two workers cannot use more than two
+    # cores' worth of the training wall time (plus the last update after the clock)
+    assert 0 < res.cpu_time <= 2 * res.wall_time + 1.0
     after = res.model.state_dict()
     assert any(
         not torch.equal(before[k], after[k]) for k in before
@@ -69,7 +72,7 @@ def test_fallback_to_threads_when_processes_cannot_start(monkeypatch):
         progress=False,
     )
     assert res.backend == "thread" and "OSError" in res.fallback_reason
-    assert res.total_steps >= 200
+    assert res.total_steps >= 200 and res.cpu_time > 0
 
 
 def test_target_stops_the_run_early():
