@@ -5,7 +5,8 @@ Everything uses gymnasium's API (``reset`` returns ``(obs, info)``, ``step`` ret
 DQN's loss, PPO's clipped objective, ...) stays in its notebook or in its own module; this file only holds
 what every RL chapter needs the same way, so that results are measured identically everywhere:
 
-- :func:`make_env` / :func:`make_vector_env`: seeded environments;
+- :func:`make_env` / :func:`make_vector_env`: seeded environments (and :func:`register_minatar`: small
+  Atari-like games played from pixels);
 - :func:`evaluate_policy`: a *separate* greedy run on fresh episodes, the number every chapter reports;
 - :func:`plot_returns`: mean ± std over seeds against environment steps;
 - :func:`curve_area`: the area under one learning curve, a measure of learning speed;
@@ -29,6 +30,35 @@ from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 from tqdm.auto import tqdm
 
+MINATAR_GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
+
+
+def register_minatar(max_episode_steps: int = 10_000) -> None:
+    """Register the MinAtar games (``MinAtar/Breakout-v1``, ...) with gymnasium, each with a time limit.
+
+    MinAtar (Young & Tian, 2019) shrinks five Atari games to 10x10 pixel grids, one channel per kind of
+    object, so that learning from pixels fits on a CPU. Why register here: the package registers nothing
+    when imported, and its games have no time limit, so a good greedy agent could play one episode
+    forever. Versions ``-v1`` use each game's minimal action set. Needs the ``minatar`` package.
+    """
+    import minatar.gym  # noqa: F401  (fails clearly here if the package is missing)
+
+    for game in MINATAR_GAMES:
+        env_id = f"MinAtar/{game.title().replace('_', '')}-v1"
+        if env_id not in gym.registry:
+            gym.register(
+                env_id,
+                entry_point="minatar.gym:BaseEnv",
+                kwargs={"game": game, "use_minimal_action_set": True},
+                max_episode_steps=max_episode_steps,
+            )
+
+
+def ensure_registered(env_id: str) -> None:
+    """Register the environments of optional packages (MinAtar) before ``gym.make(env_id)`` needs them."""
+    if env_id.startswith("MinAtar/"):
+        register_minatar()
+
 
 def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
     """Create a gymnasium environment that records episode returns and lengths in ``info["episode"]``.
@@ -36,6 +66,7 @@ def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
     Seeding happens once here (reset and action space) so that a chapter re-run gives the same episodes;
     later ``env.reset()`` calls without a seed continue the same random stream.
     """
+    ensure_registered(env_id)
     env = gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, **kwargs))
     if seed is not None:
         env.reset(seed=seed)
@@ -52,6 +83,7 @@ def make_vector_env(
     """
     if num_envs < 1:
         raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+    ensure_registered(env_id)
     envs = gym.vector.SyncVectorEnv(
         [lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)]
     )
@@ -76,6 +108,7 @@ def evaluate_policy(
     """
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
+    ensure_registered(env_id)
     env = gym.make(env_id, **kwargs)
     returns = np.zeros(episodes)
     for i in range(episodes):

@@ -145,3 +145,16 @@ def test_parallel_jobs_follows_the_thread_budget(monkeypatch):
     assert rl.parallel_jobs(5) == 5 and rl.parallel_jobs(20) == 8
     monkeypatch.setenv("DLBOOK_JOBS", "3")
     assert rl.parallel_jobs(5) == 3
+
+
+def test_minatar_games_play_from_pixels_with_a_time_limit():
+    pytest.importorskip("minatar")
+    env = rl.make_env("MinAtar/Breakout-v1", seed=0)
+    obs, _ = env.reset()
+    assert obs.shape == (10, 10, 4) and env.action_space.n == 3
+    assert env.spec.max_episode_steps == 10_000  # MinAtar itself has no time limit
+    stay = rl.evaluate_policy(lambda o: 0, "MinAtar/Breakout-v1", episodes=2, seed=1)
+    again = rl.evaluate_policy(lambda o: 0, "MinAtar/Breakout-v1", episodes=2, seed=1)
+    assert np.array_equal(stay, again)  # seeded: sticky actions and the ball repeat
+    envs = rl.make_vector_env("MinAtar/Freeway-v1", num_envs=2, seed=0)
+    assert envs.observation_space.shape == (2, 10, 10, 7)
