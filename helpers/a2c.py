@@ -686,6 +686,141 @@ def first_crossing(at: list, returns: list[float], threshold: float, window: int
     return at[window - 1 + hit[0]] if hit.size else None
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Continuous actions: the same loop on a Box action space (the chapter's Pendulum section)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def make_continuous_vector_env(
+    env_id: str, num_envs: int, seed: int = 0, reward_scale: float = 1.0
+) -> gym.vector.VectorEnv:
+    """``helpers.rl.make_vector_env`` for a Box action space, with two wrappers *outside* the episode statistics.
+
+    - ``ClipAction``: a Gaussian sample can fall outside the bounds; the environment receives the clipped action,
+      while the rollout keeps the sampled one, whose log-probability the policy gradient needs.
+    - ``TransformReward``: the rollout's rewards are multiplied by ``reward_scale`` (the critic then regresses
+      returns of order 1); the recorded episode returns stay in the environment's own units.
+    """
+    envs = rl.make_vector_env(env_id, num_envs, seed=seed)
+    envs = gym.wrappers.vector.ClipAction(envs)
+    if reward_scale != 1.0:
+        envs = gym.wrappers.vector.TransformReward(
+            envs, lambda r: (r * reward_scale).astype(np.float32)
+        )
+    return envs
+
+
+def greedy_return_continuous(
+    model: nn.Module,
+    env_id: str = "Pendulum-v1",
+    episodes: int = 10,
+    seed: int = 10_000,
+) -> np.ndarray:
+    """Returns of the deterministic policy "act with the Gaussian's mean, clipped to the bounds" on fresh episodes
+    (``helpers.rl.evaluate_policy``); ``model(obs)`` must return the mean action."""
+    env = gym.make(env_id)
+    low, high = env.action_space.low, env.action_space.high
+    env.close()
+    mean_action = rl.torch_policy(model, continuous=True)
+    return rl.evaluate_policy(
+        lambda obs: np.clip(mean_action(obs), low, high), env_id, episodes, seed
+    )
+
+
+def train_a2c_continuous(
+    make_model: Callable[[], nn.Module],
+    env_id: str = "Pendulum-v1",
+    *,
+    seed: int = 0,
+    total_steps: int = 100_000,
+    n_envs: int = 8,
+    n_steps: int = 8,
+    gamma: float = 0.9,
+    actor_lr: float = 1e-3,
+    critic_lr: float = 1e-3,
+    ent_coef: float = 0.0,
+    vf_coef: float = 0.5,
+    max_grad_norm: float | None = 0.5,
+    lr_decay: bool = True,
+    reward_scale: float = 1.0,
+    eval_every: int | None = None,
+    eval_episodes: int = 5,
+    eval_seed: int = 50_000,
+    progress: bool = True,
+    desc: str | None = None,
+    loss_fn: Callable[..., tuple[torch.Tensor, dict[str, float]]] = a2c_loss,
+) -> TrainResult:
+    """Synchronous A2C for continuous actions: :func:`train_a2c`'s loop on :func:`make_continuous_vector_env`.
+
+    ``make_model()`` builds the actor-critic after the run is seeded (an object with ``actor``, ``critic``,
+    ``log_std``, ``continuous = True``, ``value``, ``distribution`` and ``forward`` returning the mean action, as
+    ``helpers.rl.ActorCritic(..., continuous=True)``); rollouts come from :func:`collect_rollout` and the objective
+    is ``loss_fn`` (default :func:`a2c_loss`: a diagonal Gaussian's ``log_prob`` and ``entropy`` slot into the same
+    formula). ``stats["std"]`` follows the policy's standard deviation (mean over action dimensions). With
+    ``eval_every`` the mean-action policy is evaluated on ``eval_episodes`` episodes (:func:`greedy_return_continuous`)
+    after the first update past each multiple of ``eval_every`` steps and at the end; that time is kept out of
+    ``wall_time``.
+    """
+    rl_seed(seed)
+    model = make_model()
+    optimizer = make_optimizer(model, actor_lr, critic_lr)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    envs = make_continuous_vector_env(env_id, n_envs, seed, reward_scale)
+    obs, _ = envs.reset(seed=[seed + i for i in range(n_envs)])
+    state = RolloutState(obs, np.zeros(n_envs, dtype=bool))
+    stats: dict[str, list[float]] = {}
+    times: list[float] = []
+    eval_steps: list[int] = []
+    eval_returns: list[float] = []
+    eval_time = 0.0
+    start = time.perf_counter()
+    bar = tqdm(
+        total=total_steps,
+        desc=desc or f"A2C seed {seed}",
+        disable=not progress,
+        leave=False,
+    )
+    while state.step < total_steps:
+        before, n_episodes = state.step, len(state.episodes)
+        batch = collect_rollout(envs, model, state, n_steps)
+        times.extend([time.perf_counter() - start] * (len(state.episodes) - n_episodes))
+        loss, parts = loss_fn(model, batch, gamma, ent_coef, vf_coef)
+        frac = max(0.0, 1.0 - state.step / total_steps)
+        lrs = [lr * frac for lr in base_lrs] if lr_decay else None
+        gradient_step(model, optimizer, loss, max_grad_norm, lrs)
+        std = model.log_std.detach().exp().mean().item()
+        for k, v in {**parts, "std": std, "step": state.step}.items():
+            stats.setdefault(k, []).append(v)
+        bar.update(state.step - before)
+        if state.episodes:
+            recent = [r for _, r in state.episodes[-20:]]
+            bar.set_postfix(ret=f"{np.mean(recent):.0f}", refresh=False)
+        if eval_every and (
+            state.step // eval_every > before // eval_every or state.step >= total_steps
+        ):
+            eval_start = time.perf_counter()
+            returns = greedy_return_continuous(model, env_id, eval_episodes, eval_seed)
+            eval_returns.append(float(returns.mean()))
+            eval_steps.append(state.step)
+            eval_time += time.perf_counter() - eval_start
+    bar.close()
+    envs.close()
+    steps, returns = zip(*state.episodes) if state.episodes else ((), ())
+    return TrainResult(
+        model,
+        list(steps),
+        list(returns),
+        time.perf_counter() - start - eval_time,
+        state.step,
+        stats,
+        {},
+        times,
+        eval_steps,
+        eval_returns,
+        eval_time,
+    )
+
+
 __all__ = [
     "n_step_returns",
     "Transitions",
@@ -707,4 +842,7 @@ __all__ = [
     "gradient_variance",
     "greedy_return",
     "first_crossing",
+    "make_continuous_vector_env",
+    "greedy_return_continuous",
+    "train_a2c_continuous",
 ]

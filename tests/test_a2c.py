@@ -182,3 +182,35 @@ def test_train_a2c_uses_the_loss_it_is_given():
     assert calls and calls[0] == (5, 2)
     for p, q in zip(default.model.parameters(), mine.model.parameters()):
         assert torch.equal(p, q)
+
+
+def test_continuous_env_clips_actions_and_scales_rewards():
+    envs = a2c.make_continuous_vector_env("Pendulum-v1", 2, seed=0, reward_scale=0.1)
+    raw = rl.make_vector_env("Pendulum-v1", 2, seed=0)
+    envs.reset(seed=[0, 1])
+    raw.reset(seed=[0, 1])
+    big = np.array([[50.0], [-50.0]], dtype=np.float32)  # far outside [-2, 2]
+    _, r_scaled, *_ = envs.step(big)
+    _, r_raw, *_ = raw.step(np.clip(big, -2.0, 2.0))
+    assert np.allclose(r_scaled, 0.1 * r_raw, atol=1e-5)
+    envs.close()
+    raw.close()
+
+
+def test_train_a2c_continuous_runs_and_is_seeded():
+    def make_model():
+        return rl.ActorCritic(3, 1, continuous=True, log_std_init=-1.0)
+
+    kw = dict(
+        seed=1, total_steps=600, n_envs=2, n_steps=8, reward_scale=0.1, progress=False
+    )
+    res = a2c.train_a2c_continuous(make_model, "Pendulum-v1", eval_every=300, **kw)
+    assert res.total_steps >= 600 and len(res.episode_returns) >= 2  # 200-step episodes
+    assert all(-2000 < r < 0 for r in res.episode_returns)  # raw, unscaled returns
+    assert len(res.eval_steps) == 2 and all(r < 0 for r in res.eval_returns)
+    assert len(res.stats["std"]) == len(res.stats["step"]) > 0
+    assert res.stats["std"][-1] != pytest.approx(np.exp(-1.0), abs=1e-6)  # it learns
+    again = a2c.train_a2c_continuous(make_model, "Pendulum-v1", **kw)
+    assert again.episode_returns == res.episode_returns
+    greedy = a2c.greedy_return_continuous(res.model, "Pendulum-v1", episodes=1)
+    assert greedy.shape == (1,) and greedy[0] < 0
