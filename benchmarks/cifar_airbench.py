@@ -1,10 +1,17 @@
-"""CIFAR-10 training speed on a GPU: the book's fastest recipe vs the ``airbench`` package's 94 % baseline.
+"""CIFAR-10 training speed on a GPU: the book's speed recipe, ingredient by ingredient, vs airbench.
 
-Ours is the ResNet-9 recipe of the CNN chapter's CIFAR-10 section (``book/deep_learning/cnn_cifar10.ipynb``),
-executed in full mode exactly as a reader runs it; the notebook records its per-epoch training seconds and test
-accuracy, from which the time to 94 % is read (``None`` if it never gets there: then its final accuracy and time
-are the comparison). airbench's ``train94`` runs on the same images: the CIFAR-10 copy that ``helpers`` finds
-(``DLBOOK_DATA``) is written in airbench's own file format first, so neither side downloads anything.
+Ours is :mod:`helpers.fast_cifar`: every row of its :data:`~helpers.fast_cifar.ABLATION` adds one
+published ingredient to the CIFAR-10 chapter's ResNet-9 recipe, up to the final recipe. Each row
+trains once on all 50,000 training images and is scored on the 10,000 test images (the speed-run
+protocol: hyper-parameters fixed in advance, test accuracy at the end; the per-epoch test accuracy
+only serves to read off the time to a target). airbench's ``train94`` runs in the same process
+tree, on the same images: the CIFAR-10 copy that ``helpers`` finds (``DLBOOK_DATA``) is written in
+airbench's own file format first, so neither side downloads anything.
+
+The target is airbench's accuracy as measured here (the mean of :data:`REPEATS` runs, with its
+test-time augmentation), not its published 94 %, since the book's copy of the images may be a
+lossier JPEG re-encoding. The final recipe also runs :data:`REPEATS` times; the goal: it reaches that
+accuracy within :data:`GOAL_RATIO` times airbench's mean training time.
 
 Without a CUDA GPU the comparison is skipped and says so: it is a GPU benchmark (airbench needs CUDA).
 """
@@ -15,31 +22,65 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from . import book_times, report
+from . import report
 
-TARGET = 0.94
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "book" / "deep_learning" / "cnn_cifar10.ipynb"
+TARGET = 0.94  # airbench's published accuracy on the original images
+GOAL_RATIO = 1.5  # final recipe's time to airbench's accuracy / airbench's time
+REPEATS = 5  # runs of airbench and of the final recipe (one of each ablation row)
 
 
-def ours(results_dir: Path) -> dict:
-    """Execute the chapter in full mode; return its per-epoch curve and final accuracy from its results record."""
-    run = book_times.execute(NOTEBOOK, "full", results_dir)
-    if not run["passed"]:
-        raise RuntimeError(f"{NOTEBOOK.name} failed in full mode: {run['error']}")
-    rec = json.loads((results_dir / "full" / "cnn_cifar10.json").read_text())
-    times, accs = rec["curves"]["epoch_train_time_s"], rec["curves"]["epoch_test_acc"]
+def _data():
+    """The whole CIFAR-10 copy as ``uint8`` tensors, and its name for the table."""
+    import helpers
+    from helpers import fast_cifar
+
+    train, test = helpers.load_cifar10(train=True), helpers.load_cifar10(train=False)
+    name = "CIFAR-10 (JPEG copy)" if "cifar10_jpeg" in train.source else "CIFAR-10"
+    data = fast_cifar.CifarTensors(train.images, train.labels, test.images, test.labels)
+    return data, f"{name}, {len(train):,} training and {len(test):,} test images"
+
+
+def _summary(runs: Sequence[Mapping], added: str, target: float) -> dict:
+    """One table row from one or more runs of a recipe: mean curve, times to the targets."""
+    n = len(runs)
+    epochs = min(len(r["epoch_train_s"]) for r in runs)
+    secs = [sum(r["epoch_train_s"][e] for r in runs) / n for e in range(epochs)]
+    accs = [sum(r["epoch_tta_acc"][e] for r in runs) / n for e in range(epochs)]
+    finals = [r["final_acc"] for r in runs]
     return {
-        "time_to_target_s": report.time_to_target(times, accs, TARGET),
-        "final_acc": rec["metrics"]["test_acc"],
-        "train_s": sum(times),
-        "epochs": len(times),
-        "notebook_s": run["wall_s"],
-        "data": rec["data"],
+        "added": added,
+        "runs": n,
+        "final_acc": sum(finals) / n,
+        "final_accs": finals,
+        "train_s": sum(sum(r["epoch_train_s"]) for r in runs) / n,
+        "time_to_airbench_s": report.time_to_target(secs, accs, target),
+        "time_to_94_s": report.time_to_target(secs, accs, TARGET),
+        "epoch_train_s": secs,
+        "epoch_tta_acc": accs,
+        "epoch_acc": [sum(r["epoch_acc"][e] for r in runs) / n for e in range(epochs)],
     }
+
+
+def ours(target: float, repeats: int = REPEATS, device: str = "cuda") -> dict:
+    """Train every ablation row (the final one ``repeats`` times, seeds 0, 1, ...), each after an
+    untimed warm-up of a few steps (cuDNN's kernel search, like airbench's ``warmup94``)."""
+    from helpers import fast_cifar
+
+    data, name = _data()
+    data = data.to(device)
+    rows = []
+    for k, config in enumerate(fast_cifar.ABLATION):
+        fast_cifar.train(config, data, device, max_steps=5, eval_every_epoch=False)
+        n = repeats if k == len(fast_cifar.ABLATION) - 1 else 1
+        runs = [fast_cifar.train(config, data, device, seed=s) for s in range(n)]
+        rows.append(_summary(runs, config.added, target))
+        print(
+            f"{rows[-1]['final_acc']:.4f} {rows[-1]['train_s']:.1f} s  {config.added}"
+        )
+    return {"rows": rows, "data": name}
 
 
 def _write_airbench_data(folder: Path) -> None:
@@ -50,9 +91,7 @@ def _write_airbench_data(folder: Path) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     for train in (True, False):
-        ds = helpers.load_cifar10(
-            train=train
-        )  # uint8 (N, C, H, W) images and their labels
+        ds = helpers.load_cifar10(train=train)  # uint8 (N, C, H, W) images and labels
         torch.save(
             {
                 "images": ds.images.permute(0, 2, 3, 1).contiguous(),
@@ -63,17 +102,20 @@ def _write_airbench_data(folder: Path) -> None:
         )
 
 
-def airbench_run(workdir: Path) -> dict:
-    """airbench's 94 % baseline in a child process (it reads ./cifar10 at import), after one warm-up run."""
+def airbench_run(workdir: Path, repeats: int = REPEATS) -> dict:
+    """airbench's 94 % recipe ``repeats`` times in a child process (it reads ./cifar10 at import),
+    after one warm-up run; the time is the wall time of ``train94`` (which includes its setup)."""
     _write_airbench_data(workdir / "cifar10")
     code = (
         "import json, time, torch, airbench\n"
         "airbench.warmup94(verbose=False)\n"
-        "torch.cuda.synchronize(); t = time.perf_counter()\n"
-        "model = airbench.train94(verbose=False)\n"
-        "torch.cuda.synchronize(); s = time.perf_counter() - t\n"
         "test = airbench.CifarLoader('cifar10', train=False, batch_size=2000)\n"
-        "print(json.dumps({'train_s': s, 'final_acc': airbench.evaluate(model, test, tta_level=2)}))\n"
+        f"for run in range({repeats}):\n"
+        "    torch.cuda.synchronize(); t = time.perf_counter()\n"
+        "    model = airbench.train94(verbose=False)\n"
+        "    torch.cuda.synchronize(); s = time.perf_counter() - t\n"
+        "    acc = airbench.evaluate(model, test, tta_level=2)\n"
+        "    print(json.dumps({'train_s': s, 'final_acc': acc}), flush=True)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -82,7 +124,25 @@ def airbench_run(workdir: Path) -> dict:
         text=True,
         check=True,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    runs = [
+        json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")
+    ]
+    return {
+        "runs": runs,
+        "train_s": sum(r["train_s"] for r in runs) / len(runs),
+        "final_acc": sum(r["final_acc"] for r in runs) / len(runs),
+    }
+
+
+def verdict(result: dict) -> dict:
+    """Add the ratio (final recipe's time to airbench's accuracy / airbench's time) and the goal."""
+    a, final = result["airbench"], result["ours"]["rows"][-1]
+    t = final["time_to_airbench_s"]
+    result["ratio_time_to_airbench"] = (t / a["train_s"]) if t is not None else None
+    result["goal_ratio"] = GOAL_RATIO
+    result["goal_met"] = t is not None and t / a["train_s"] <= GOAL_RATIO
+    result["target"] = TARGET
+    return result
 
 
 def run() -> dict:
@@ -99,51 +159,73 @@ def run() -> dict:
             "skipped": "the airbench package is not installed (pip install airbench)"
         }
     with tempfile.TemporaryDirectory() as tmp:
-        result = {
-            "ours": ours(Path(tmp) / "results"),
-            "airbench": airbench_run(Path(tmp)),
-        }
-    a, o = result["airbench"], result["ours"]
-    result["ratio_time_to_target"] = (
-        (o["time_to_target_s"] / a["train_s"]) if o["time_to_target_s"] else None
-    )
-    result["target"] = TARGET
-    return result
+        airbench = airbench_run(Path(tmp))
+    result = {"airbench": airbench, "ours": ours(airbench["final_acc"])}
+    return verdict(result)
+
+
+def _s(value: float | None) -> str:
+    return f"{value:.1f}" if value is not None else "not reached"
 
 
 def markdown(result: Mapping) -> list[str]:
-    lines = ["### CIFAR-10 training speed: the book vs airbench (GPU)", ""]
+    lines = [
+        "### CIFAR-10 training speed: what each ingredient buys, vs airbench (GPU)",
+        "",
+    ]
     if "skipped" in result:
         return lines + [
             f"Skipped on {report.describe(result['machine'])}: {result['skipped']}."
         ]
-    o, a = result["ours"], result["airbench"]
+    a, o = result["airbench"], result["ours"]
+    target = a["final_acc"]
+    lines += [
+        f"Measured on {report.describe(result['machine'])}; data: {o['data']}. "
+        "Each row adds one ingredient to the row above (the first is the CIFAR-10 "
+        "chapter's ResNet-9 recipe), trains on all training images and is scored on "
+        "the test images; times are training seconds (setup included, evaluation "
+        "excluded); the time to a target is read off the test accuracy after each "
+        "epoch. Accuracies include the row's test-time augmentation, if any. The "
+        "target is airbench's accuracy (with its test-time augmentation) measured in "
+        f"the same run ({target:.4f}, mean of {len(a['runs'])} runs).",
+        "",
+    ]
     rows = [
         [
-            "book (ResNet-9, cnn_cifar10 chapter)",
-            f"{o['final_acc']:.4f}",
-            f"{o['train_s']:.1f}",
-            f"{o['time_to_target_s']:.1f}" if o["time_to_target_s"] else "not reached",
-        ],
+            f"{i}. {r['added']}"
+            + (f" (mean of {r['runs']} runs)" if r["runs"] > 1 else ""),
+            f"{r['final_acc']:.4f}",
+            f"{r['train_s']:.1f}",
+            _s(r["time_to_airbench_s"]),
+            _s(r["time_to_94_s"]),
+        ]
+        for i, r in enumerate(o["rows"])
+    ]
+    rows.append(
         [
-            "airbench94",
+            f"airbench94 (mean of {len(a['runs'])} runs)",
             f"{a['final_acc']:.4f}",
             f"{a['train_s']:.1f}",
             f"{a['train_s']:.1f}",
-        ],
-    ]
-    lines += [
-        f"Measured on {report.describe(result['machine'])}; data: {o['data']}.",
-        "",
-    ]
+            f"{a['train_s']:.1f}" if a["final_acc"] >= result["target"] else "",
+        ]
+    )
     lines += report.table(
-        ["recipe", "final test accuracy", "training s", f"s to {result['target']:.0%}"],
+        [
+            "ingredient added",
+            "final test accuracy",
+            "training s",
+            f"s to {target:.4f} (airbench)",
+            f"s to {result['target']:.0%}",
+        ],
         rows,
     )
-    ratio = result["ratio_time_to_target"]
+    ratio = result["ratio_time_to_airbench"]
+    goal = result["goal_ratio"]
     lines += [
         "",
-        f"Time to {result['target']:.0%}, book / airbench: "
-        + (f"{ratio:.1f}x" if ratio else "the book's recipe does not reach it"),
+        "Time to airbench's accuracy, final recipe / airbench: "
+        + (f"{ratio:.2f}x" if ratio is not None else "not reached")
+        + f"; goal <= {goal}x: {'met' if result['goal_met'] else 'not met'}.",
     ]
     return lines

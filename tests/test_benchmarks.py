@@ -142,26 +142,32 @@ def test_markdown_page_without_results_says_how_to_make_them(tmp_path):
     assert "make bench" in pages.write_markdown(tmp_path).read_text()
 
 
-def test_cifar_reads_time_to_target_from_the_chapters_record(tmp_path, monkeypatch):
-    """The GPU comparison runs the chapter and reads its record: checked here with a stand-in notebook."""
-    nbformat = pytest.importorskip("nbformat")
-    nb = nbformat.v4.new_notebook(
-        cells=[
-            nbformat.v4.new_code_cell(
-                "import helpers\n"
-                "helpers.results.record('cnn_cifar10', {'test_acc': 0.951}, data='CIFAR-10 (test)',\n"
-                "    curves={'epoch_train_time_s': [2.0, 3.0, 4.0], 'epoch_test_acc': [0.90, 0.945, 0.951]})"
-            )
-        ]
+def test_cifar_trains_the_ablation_rows_and_reads_times_to_the_target(
+    fake_data_dir, monkeypatch
+):
+    """The GPU comparison trains ``helpers.fast_cifar``'s rows on all the training images:
+    checked here on a CPU with two tiny rows and the 20-image stand-in data set."""
+    import dataclasses
+
+    from helpers import fast_cifar
+
+    monkeypatch.setenv("DLBOOK_DATA", str(fake_data_dir))
+    tiny = dataclasses.replace(
+        fast_cifar.FINAL, widths=(4, 8, 8), epochs=2, batch_size=10, tta=0
     )
-    fake = tmp_path / "cnn_cifar10.ipynb"
-    nbformat.write(nb, fake)
-    monkeypatch.setattr(cifar_airbench, "NOTEBOOK", fake)
-    out = cifar_airbench.ours(tmp_path / "results")
-    assert out["time_to_target_s"] == pytest.approx(5.0) and out[
-        "final_acc"
-    ] == pytest.approx(0.951)
-    assert out["epochs"] == 3 and out["data"] == "CIFAR-10 (test)"
+    rows = [tiny, dataclasses.replace(tiny, added="TTA", tta=2)]
+    monkeypatch.setattr(fast_cifar, "ABLATION", rows)
+    out = cifar_airbench.ours(target=0.0, repeats=2, device="cpu")
+    assert [r["runs"] for r in out["rows"]] == [1, 2] and "JPEG copy" in out["data"]
+    last = out["rows"][-1]
+    assert len(last["epoch_train_s"]) == 2 and len(last["final_accs"]) == 2
+    assert last["time_to_airbench_s"] == pytest.approx(last["epoch_train_s"][0])
+    result = cifar_airbench.verdict(
+        {"ours": out, "airbench": {"runs": [{}], "train_s": 10.0, "final_acc": 0.0}}
+    )
+    assert result["ratio_time_to_airbench"] == pytest.approx(
+        last["time_to_airbench_s"] / 10.0
+    )
 
 
 def test_airbench_gets_the_images_in_its_own_format(
