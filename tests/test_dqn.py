@@ -177,6 +177,7 @@ def test_train_dqn_runs_and_records():
         eval_every=300,
         eval_episodes=2,
         hidden=(16,),
+        train_freq=4,
         target_update=100,
         seed=0,
     )
@@ -197,6 +198,14 @@ def test_train_dqn_runs_and_records():
         progress=False,
     )
     assert len(double.losses) == 100
+    # the zoo's schedule: gradient_steps updates in a burst every train_freq steps
+    burst = dqn.train_dqn(
+        dqn.DQNConfig(
+            **{**dqn.config_dict(config), "train_freq": 100, "gradient_steps": 8}
+        ),
+        progress=False,
+    )
+    assert len(burst.losses) == 8 * ((600 - 200) // 100)
 
 
 def test_batched_greedy_returns_match_evaluate_policy():
