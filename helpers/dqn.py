@@ -25,7 +25,7 @@ from . import rl
 
 @dataclass
 class Batch:
-    """A mini-batch of transitions as tensors: ``obs``/``next_obs`` (B, obs_dim), the rest (B,)."""
+    """A mini-batch of transitions as tensors: ``obs``/``next_obs`` (B, *obs_shape) float32, the rest (B,)."""
 
     obs: torch.Tensor
     actions: torch.Tensor
@@ -43,14 +43,24 @@ class ReplayBuffer:
     arrays (one write per step, one fancy-indexing gather per batch), which is much faster than a deque of tuples.
     """
 
-    def __init__(self, capacity: int, obs_dim: int, seed: int | None = None) -> None:
-        if capacity < 1 or obs_dim < 1:
+    def __init__(
+        self,
+        capacity: int,
+        obs_shape: int | Sequence[int],
+        seed: int | None = None,
+        dtype: np.dtype | type = np.float32,
+    ) -> None:
+        """``obs_shape``: an int for vector observations, a shape for images. ``dtype``: how
+        observations are stored; ``np.uint8`` for pixels keeps a 100,000-frame buffer small,
+        and :meth:`sample` still hands out float32."""
+        shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
+        if capacity < 1 or not shape or min(shape) < 1:
             raise ValueError(
-                f"capacity and obs_dim must be positive, got {capacity} and {obs_dim}"
+                f"capacity and obs_shape must be positive, got {capacity} and {obs_shape}"
             )
         self.capacity = capacity
-        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
-        self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.obs = np.zeros((capacity, *shape), dtype=dtype)
+        self.next_obs = np.zeros((capacity, *shape), dtype=dtype)
         self.actions = np.zeros(capacity, dtype=np.int64)
         self.rewards = np.zeros(capacity, dtype=np.float32)
         self.terminated = np.zeros(capacity, dtype=np.float32)
@@ -82,14 +92,14 @@ class ReplayBuffer:
             raise ValueError("cannot sample from an empty replay buffer")
         idx = self.rng.integers(0, self.size, size=batch_size)
 
-        def t(a: np.ndarray) -> torch.Tensor:
-            return torch.as_tensor(a[idx], device=device)
+        def t(a: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
+            return torch.as_tensor(a[idx], dtype=dtype, device=device)
 
         return Batch(
-            t(self.obs),
+            t(self.obs, torch.float32),
             t(self.actions),
             t(self.rewards),
-            t(self.next_obs),
+            t(self.next_obs, torch.float32),
             t(self.terminated),
         )
 
@@ -120,6 +130,49 @@ class QNetwork(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values, shape ``(batch, n_actions)``."""
         return self.net(obs)
+
+
+class ConvQNetwork(nn.Module):
+    """A Q-network that reads an image: one 3x3 convolution, then an MLP to one Q-value per action.
+
+    Observations arrive as gymnasium gives them, ``(batch, height, width, channels)``; the network
+    moves the channels first for the convolution. The shape follows the MinAtar paper (Young & Tian,
+    2019): 16 filters and 128 hidden units are enough for its 10x10 games, and train on a CPU.
+    """
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        n_actions: int,
+        hidden: Sequence[int] = (128,),
+        channels: int = 16,
+    ) -> None:
+        super().__init__()
+        height, width, in_channels = obs_shape
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, channels, kernel_size=3),
+            nn.ReLU(),
+            nn.Flatten(),
+        ]
+        size = channels * (height - 2) * (width - 2)
+        for h in hidden:
+            layers += [nn.Linear(size, h), nn.ReLU()]
+            size = h
+        layers.append(nn.Linear(size, n_actions))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Q-values, shape ``(batch, n_actions)``, for images ``(batch, H, W, C)``."""
+        return self.net(obs.permute(0, 3, 1, 2))
+
+
+def q_network(
+    obs_shape: Sequence[int], n_actions: int, hidden: Sequence[int]
+) -> nn.Module:
+    """The Q-network that fits the observations: an MLP for vectors, a CNN for images (H, W, C)."""
+    if len(obs_shape) == 3:
+        return ConvQNetwork(obs_shape, n_actions, hidden)
+    return QNetwork(obs_shape[0], n_actions, hidden)
 
 
 @torch.no_grad()
@@ -286,6 +339,7 @@ def greedy_returns(
     """
     if device is None:
         device = rl.module_device(q_net)
+    rl.ensure_registered(env_id)
     envs = [gym.make(env_id) for _ in range(episodes)]
     obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
     returns = np.zeros(episodes)
@@ -329,11 +383,14 @@ def train_dqn(
     c = config
     torch.manual_seed(c.seed)
     env = rl.make_env(c.env_id, seed=c.seed)
-    obs_dim, n_actions = env.observation_space.shape[0], int(env.action_space.n)
-    q_net = QNetwork(obs_dim, n_actions, c.hidden).to(device)
+    obs_shape, n_actions = env.observation_space.shape, int(env.action_space.n)
+    q_net = q_network(obs_shape, n_actions, c.hidden).to(device)
     target_net = copy.deepcopy(q_net)
     optimizer = torch.optim.Adam(q_net.parameters(), lr=c.lr)
-    buffer = ReplayBuffer(c.buffer_size, obs_dim, seed=c.seed)
+    pixels = env.observation_space.dtype in (np.bool_, np.uint8)
+    buffer = ReplayBuffer(
+        c.buffer_size, obs_shape, seed=c.seed, dtype=np.uint8 if pixels else np.float32
+    )
     rng = np.random.default_rng(c.seed)
     result = DQNResult(config=c, q_net=copy.deepcopy(q_net), last_net=q_net)
     greedy = rl.torch_policy(q_net, device)

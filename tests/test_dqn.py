@@ -32,7 +32,7 @@ def fill(buffer: dqn.ReplayBuffer, n: int, start: int = 0) -> None:
 
 
 def test_buffer_shapes_and_dtypes():
-    buffer = dqn.ReplayBuffer(10, obs_dim=3, seed=0)
+    buffer = dqn.ReplayBuffer(10, obs_shape=3, seed=0)
     with pytest.raises(ValueError):
         buffer.sample(4)
     fill(buffer, 4)
@@ -48,11 +48,11 @@ def test_buffer_shapes_and_dtypes():
     assert torch.equal(batch.next_obs[:, 0], batch.obs[:, 0] + 1)
     assert torch.equal(batch.rewards, batch.obs[:, 0])
     with pytest.raises(ValueError):
-        dqn.ReplayBuffer(0, obs_dim=3)
+        dqn.ReplayBuffer(0, obs_shape=3)
 
 
 def test_buffer_wraps_around_and_overwrites_oldest():
-    buffer = dqn.ReplayBuffer(5, obs_dim=3, seed=0)
+    buffer = dqn.ReplayBuffer(5, obs_shape=3, seed=0)
     fill(buffer, 7)  # transitions 0..6 into 5 slots: 0 and 1 are overwritten
     assert len(buffer) == 5 and buffer.pos == 2
     assert sorted(buffer.rewards.tolist()) == [2, 3, 4, 5, 6]
@@ -103,7 +103,7 @@ def test_td_target_bootstraps_unless_terminated():
 
 
 def test_truncated_steps_are_stored_as_not_terminated():
-    buffer = dqn.ReplayBuffer(4, obs_dim=2, seed=0)
+    buffer = dqn.ReplayBuffer(4, obs_shape=2, seed=0)
     obs = np.zeros(2, np.float32)
     buffer.add(
         obs, 0, 1.0, obs, terminated=False
@@ -215,3 +215,40 @@ def test_batched_greedy_returns_match_evaluate_policy():
     assert np.array_equal(
         fast, rl.evaluate_policy(rl.torch_policy(q), "CartPole-v1", episodes=4, seed=7)
     )
+
+
+def test_pixel_buffer_stores_bytes_and_samples_floats():
+    buf = dqn.ReplayBuffer(10, (10, 10, 4), seed=0, dtype=np.uint8)
+    frame = np.zeros((10, 10, 4), dtype=bool)
+    frame[3, 4, 1] = True
+    for i in range(5):
+        buf.add(frame, i % 3, 1.0, frame, False)
+    assert buf.obs.dtype == np.uint8 and buf.obs.nbytes == 10 * 400
+    batch = buf.sample(4)
+    assert batch.obs.shape == (4, 10, 10, 4) and batch.obs.dtype == torch.float32
+    assert float(batch.obs[:, 3, 4, 1].min()) == 1.0
+    assert dqn.ReplayBuffer(5, 4).obs.shape == (5, 4)  # vectors as before
+
+
+def test_q_network_fits_the_observations():
+    image = dqn.q_network((10, 10, 4), 3, (128,))
+    assert isinstance(image, dqn.ConvQNetwork)
+    assert image(torch.zeros(2, 10, 10, 4)).shape == (2, 3)
+    assert isinstance(dqn.q_network((4,), 2, (64,)), dqn.QNetwork)
+
+
+def test_train_dqn_learns_from_pixels_without_errors():
+    pytest.importorskip("minatar")
+    cfg = dqn.DQNConfig(
+        env_id="MinAtar/Breakout-v1",
+        total_steps=600,
+        learning_starts=200,
+        buffer_size=1_000,
+        batch_size=16,
+        hidden=(32,),
+        eval_every=600,
+        eval_episodes=2,
+    )
+    res = dqn.train_dqn(cfg, progress=False)
+    assert isinstance(res.q_net, dqn.ConvQNetwork) and len(res.losses) > 0
+    assert res.steps_done == 600 and len(res.eval_returns) == 1
