@@ -140,6 +140,23 @@ def _one_function(code: str) -> bool:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_code_in_the_prose_fits_its_box_too(path):
+    # ruff only sees code cells; the Python blocks of exercises and solutions are code a reader
+    # copies as well, shown in the same 88-column boxes
+    import re
+
+    long = [
+        (i, line)
+        for i, c in enumerate(load(path)["cells"])
+        if c["cell_type"] == "markdown"
+        for block in re.findall(r"```python\n(.*?)```", source(c), flags=re.S)
+        for line in block.splitlines()
+        if len(line) > 88
+    ]
+    assert not long, f"{path.stem}: lines over 88 characters in Python blocks: {long}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_code_cell_fits_one_screen(path):
     # ruff (make lint) keeps lines within 88 columns; here: no cell longer than a screen (40 lines), unless it is
     # a single function, which the reader must see whole
