@@ -4,14 +4,18 @@ The pieces, each shown on the A3C chapter's page:
 
 - :class:`SharedAdam`: Adam whose moment estimates live in shared memory, so every worker updates the same ones;
 - :func:`worker`: one worker's loop (copy the global parameters, play ``n_steps`` steps in its own environment,
-  compute the A2C loss of :func:`helpers.a2c.a2c_loss`, write its gradients into the global model, step the shared
-  optimiser without a lock);
+  then one :func:`push_update`);
+- :func:`push_update`: the A3C update itself: the A2C loss of :func:`helpers.a2c.a2c_loss` on the worker's
+  rollout, its gradients written into the global model, a step of the shared optimiser without a lock. A
+  chapter may pass its own version (``run_a3c(update_fn=...)``);
 - :func:`run_a3c`: starts the workers as processes with an explicit ``spawn`` context and falls back to threads
   in this process where processes cannot start; it never waits forever (time limits on start, training and join).
 
 Why the worker lives here and not in the notebook: under the ``spawn`` start method (the default on macOS and
 Windows, and the only safe one once PyTorch has started threads) a child process starts a fresh interpreter and
-*imports* the function it runs; a function defined in a notebook cell cannot be imported.
+*imports* the function it runs; a function defined in a notebook cell cannot be imported. The update a chapter
+writes on its page travels differently: :func:`run_a3c` serialises it by value with ``cloudpickle`` and every
+worker loads it.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import queue as queue_mod
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import cloudpickle  # installed with gymnasium
 import numpy as np
 import torch
 import torch.multiprocessing as mp
@@ -109,6 +115,36 @@ def make_shared(
     return model, optimizer
 
 
+def push_update(
+    local: rl.ActorCritic,
+    global_model: rl.ActorCritic,
+    optimizer: SharedAdam,
+    batch: a2c.Rollout,
+    cfg: A3CConfig,
+) -> float:
+    """One A3C update from one worker's rollout; returns the loss.
+
+    The loss is A2C's, computed with the worker's *local* copy; its gradients are handed to the global
+    parameters (``.grad`` is private to each process, the parameters are shared) and the shared optimiser
+    steps them, with no lock: two workers may write the same weights at once ("Hogwild"), and the
+    occasional lost write costs less than making everyone wait.
+    """
+    loss, _ = a2c.a2c_loss(local, batch, cfg.gamma, cfg.ent_coef, cfg.vf_coef)
+    local.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(local.actor.parameters(), cfg.max_grad_norm)
+    nn.utils.clip_grad_norm_(local.critic.parameters(), cfg.max_grad_norm)
+    for gp, lp in zip(global_model.parameters(), local.parameters()):
+        gp.grad = lp.grad
+    optimizer.step()
+    return loss.item()
+
+
+UpdateFn = Callable[
+    [rl.ActorCritic, rl.ActorCritic, SharedAdam, a2c.Rollout, "A3CConfig"], float
+]
+
+
 def worker(
     rank: int,
     cfg: A3CConfig,
@@ -117,13 +153,16 @@ def worker(
     counter,
     stop,
     messages,
+    update: bytes | None = None,
 ) -> None:
     """One A3C worker: its own environment and local model, lock-free updates of the shared global model.
 
     ``counter`` (shared int with a lock) counts the environment steps of all workers; ``stop`` (an event) ends the
     loop early; ``messages`` (a queue) receives ``("ready" | "episode" | "done" | "error", rank, ...)`` tuples.
+    ``update``: a cloudpickled update function to use instead of :func:`push_update`.
     """
     try:
+        update_fn = push_update if update is None else cloudpickle.loads(update)
         torch.set_num_threads(
             1
         )  # N workers on N cores: one thread each, no oversubscription
@@ -196,17 +235,7 @@ def worker(
                 torch.stack(cols["next"]).unsqueeze(1),
                 torch.ones(n, 1, dtype=torch.bool),
             )
-            # 3. The same loss as A2C, on this worker's rollout; gradients land in the local model.
-            loss, _ = a2c.a2c_loss(local, batch, cfg.gamma, cfg.ent_coef, cfg.vf_coef)
-            local.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(local.actor.parameters(), cfg.max_grad_norm)
-            nn.utils.clip_grad_norm_(local.critic.parameters(), cfg.max_grad_norm)
-            # 4. Hogwild: hand the local gradients to the global parameters and step the shared optimiser, with no
-            #    lock. Two workers may write the same weights at once; with small, sparse-in-time updates the
-            #    occasional lost write costs less than making everyone wait.
-            for gp, lp in zip(global_model.parameters(), local.parameters()):
-                gp.grad = lp.grad
+            # 3. Count the steps and set this update's learning rate (both global).
             with counter.get_lock():
                 counter.value += n
                 done_frac = counter.value / cfg.total_steps
@@ -216,7 +245,8 @@ def worker(
             staleness += (
                 int(step_count) - fetched_at
             )  # updates by other workers since our fetch
-            optimizer.step()
+            # 4. The A3C update: A2C's loss on this rollout, pushed to the global model without a lock.
+            update_fn(local, global_model, optimizer, batch, cfg)
             updates += 1
         env.close()
         cpu_s = time.thread_time() - cpu_start
@@ -261,7 +291,7 @@ class A3CResult:
 
 
 def _start_processes(
-    n_workers: int, args: tuple
+    n_workers: int, args: tuple, update: bytes | None = None
 ) -> tuple[list, object, object, object]:
     """Start ``n_workers`` processes with an explicit ``spawn`` context; returns handles, counter, stop, queue."""
     ctx = mp.get_context("spawn")
@@ -270,7 +300,9 @@ def _start_processes(
     try:
         for rank in range(n_workers):
             p = ctx.Process(
-                target=worker, args=(rank, *args, counter, stop, messages), daemon=True
+                target=worker,
+                args=(rank, *args, counter, stop, messages, update),
+                daemon=True,
             )
             p.start()
             handles.append(p)
@@ -281,13 +313,17 @@ def _start_processes(
     return handles, counter, stop, messages
 
 
-def _start_threads(n_workers: int, args: tuple) -> tuple[list, object, object, object]:
+def _start_threads(
+    n_workers: int, args: tuple, update: bytes | None = None
+) -> tuple[list, object, object, object]:
     """The fallback: the same worker function in threads of this process (PyTorch releases the GIL inside its
     kernels, but these networks are so small that Python dominates: expect little or no parallel speed-up)."""
     counter, stop, messages = _Counter(), threading.Event(), queue_mod.Queue()
     handles = [
         threading.Thread(
-            target=worker, args=(rank, *args, counter, stop, messages), daemon=True
+            target=worker,
+            args=(rank, *args, counter, stop, messages, update),
+            daemon=True,
         )
         for rank in range(n_workers)
     ]
@@ -334,6 +370,7 @@ def run_a3c(
     join_timeout_s: float = 10.0,
     progress: bool = True,
     desc: str | None = None,
+    update_fn: UpdateFn | None = None,
 ) -> A3CResult:
     """Train the global model with ``n_workers`` asynchronous workers until ``cfg.total_steps`` environment steps,
     or until the mean training return of the last ``window`` episodes (all workers) reaches ``target``.
@@ -342,6 +379,8 @@ def run_a3c(
     ``start_timeout_s``, the run says why in ``fallback_reason`` and uses threads. ``timeout_s`` bounds the
     training itself (``timed_out`` says it was hit) and ``join_timeout_s`` each join; a worker's exception is
     re-raised here with its traceback. Nothing waits without a limit, so a broken setup fails instead of hanging.
+    ``update_fn`` replaces :func:`push_update` in every worker (same arguments); it is sent by value
+    (cloudpickle), so it may be defined in a notebook.
     """
     if n_workers < 1:
         raise ValueError(f"n_workers must be at least 1, got {n_workers}")
@@ -350,12 +389,14 @@ def run_a3c(
     obs_dim, n_actions = a2c._env_dims(cfg.env_id)
     model, optimizer = make_shared(cfg, obs_dim, n_actions)
     args = (cfg, model, optimizer)
+    # by value, so that a function written in a notebook cell reaches spawned workers
+    update = None if update_fn is None else cloudpickle.dumps(update_fn)
     result = A3CResult(model=model, backend=backend, n_workers=n_workers)
     t_start = time.time()
     handles = []
     if backend == "process":
         try:
-            handles, counter, stop, messages = _start_processes(n_workers, args)
+            handles, counter, stop, messages = _start_processes(n_workers, args, update)
             errors, early = _drain_until_ready(
                 messages, n_workers, start_timeout_s, handles
             )
@@ -373,7 +414,7 @@ def run_a3c(
             args, result.model = (cfg, model, optimizer), model
             t_start = time.time()
     if backend == "thread":
-        handles, counter, stop, messages = _start_threads(n_workers, args)
+        handles, counter, stop, messages = _start_threads(n_workers, args, update)
         errors, early = _drain_until_ready(
             messages, n_workers, start_timeout_s, handles
         )
@@ -454,4 +495,12 @@ def run_a3c(
     return result
 
 
-__all__ = ["SharedAdam", "A3CConfig", "make_shared", "worker", "A3CResult", "run_a3c"]
+__all__ = [
+    "SharedAdam",
+    "A3CConfig",
+    "make_shared",
+    "push_update",
+    "worker",
+    "A3CResult",
+    "run_a3c",
+]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
+import pytest
 import torch
 
-from helpers import a3c, rl
+from helpers import a2c, a3c, rl
 
 
 def test_shared_adam_state_is_shared_and_steps_like_adam():
@@ -90,3 +93,45 @@ def test_target_stops_the_run_early():
         and res.steps_to_target is not None
         and res.total_steps < 5_000
     )
+
+
+def _no_update(local, global_model, optimizer, batch, cfg):
+    """An update that changes nothing: shows whether run_a3c really uses update_fn."""
+    return 0.0
+
+
+@pytest.mark.parametrize("backend", ["process", "thread"])
+def test_update_fn_replaces_the_update_in_every_worker(backend):
+    cfg = a3c.A3CConfig(total_steps=300, n_steps=10, seed=2)
+    before = a3c.make_shared(cfg, 4, 2)[0].state_dict()
+    res = a3c.run_a3c(
+        cfg, 2, backend=backend, timeout_s=60, progress=False, update_fn=_no_update
+    )
+    assert res.total_steps >= 300 and res.updates >= 300 // 10
+    after = res.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_push_update_moves_the_global_model_by_one_adam_step():
+    cfg = a3c.A3CConfig(seed=3)
+    model, opt = a3c.make_shared(cfg, 4, 2)
+    local = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(0)
+    n = 6
+    batch = a2c.Rollout(
+        torch.randn(n, 1, 4, generator=gen),
+        torch.randint(0, 2, (n, 1), generator=gen),
+        torch.ones(n, 1),
+        torch.zeros(n, 1, dtype=torch.bool),
+        torch.zeros(n, 1, dtype=torch.bool),
+        torch.randn(n, 1, 4, generator=gen),
+        torch.ones(n, 1, dtype=torch.bool),
+    )
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = a3c.push_update(local, model, opt, batch, cfg)
+    expected, _ = a2c.a2c_loss(local, batch, cfg.gamma, cfg.ent_coef, cfg.vf_coef)
+    assert loss == pytest.approx(expected.item())
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    # Adam's first step moves every weight by about the learning rate
+    step = max((b - p).abs().max().item() for b, p in zip(before, model.parameters()))
+    assert step == pytest.approx(cfg.actor_lr, rel=0.05)
