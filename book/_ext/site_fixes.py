@@ -30,7 +30,10 @@ def _unique_scripts(app, pagename, templatename, context, doctree) -> None:
     for script in scripts:
         # Same file and attributes (an inline script's body is an attribute; its file name is None or ""), whatever
         # the priority.
-        key = (str(getattr(script, "filename", script) or ""), tuple(sorted(getattr(script, "attributes", {}).items())))
+        key = (
+            str(getattr(script, "filename", script) or ""),
+            tuple(sorted(getattr(script, "attributes", {}).items())),
+        )
         if key not in seen:
             seen.add(key)
             kept.append(script)
@@ -41,7 +44,12 @@ CHAPTER_FOLDERS = ("book/deep_learning/", "book/reinforcement_learning/")
 
 
 def _quick_mode_note(app, doctree, docname) -> None:
-    if os.environ.get("DLBOOK_QUICK", "").strip().lower() not in {"1", "true", "yes", "on"}:
+    if os.environ.get("DLBOOK_QUICK", "").strip().lower() not in {
+        "1",
+        "true",
+        "yes",
+        "on",
+    }:
         return
     if not docname.startswith(CHAPTER_FOLDERS) or docname.endswith("/index"):
         return
@@ -51,10 +59,12 @@ def _quick_mode_note(app, doctree, docname) -> None:
     note = nodes.admonition(classes=["note", "quick-mode-note"])
     note += nodes.title(text="Quick-mode run")
     text = nodes.paragraph()
-    text += nodes.Text("The outputs on this page come from quick mode: small data and few epochs, so that the whole "
-                       "book runs on a 2-core CPU in minutes. They show that the code works, not what the algorithm "
-                       "can do, and the prose may quote the larger full-mode budgets. The full-mode numbers of "
-                       "every chapter are on the ")
+    text += nodes.Text(
+        "The outputs on this page come from quick mode: small data and few epochs, so that the whole "
+        "book runs on a 2-core CPU in minutes. They show that the code works, not what the algorithm "
+        "can do, and the prose may quote the larger full-mode budgets. The full-mode numbers of "
+        "every chapter are on the "
+    )
     uri = app.builder.get_relative_uri(docname, "book/results") + "#full-mode-records"
     text += nodes.reference("", "results page", refuri=uri, internal=True)
     text += nodes.Text(".")
