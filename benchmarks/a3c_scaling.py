@@ -163,7 +163,9 @@ def markdown(result: Mapping) -> list[str]:
             + ("met" if s["goal_met"] else "**not met**")
             + (" (more workers than cores)" if s["workers"] > cores else ""),
             (
-                f"{s['time_to_target_s']:.1f} s ({s['reached']}/{s['runs']})"
+                "—"
+                if result["target"] is None
+                else f"{s['time_to_target_s']:.1f} s ({s['reached']}/{s['runs']})"
                 if s["time_to_target_s"] is not None
                 else f"not reached (0/{s['runs']})"
             ),

@@ -253,3 +253,4 @@ def test_a3c_scaling_runs_real_workers_and_reports(tmp_path):
     page = pages.write_markdown(tmp_path).read_text()
     assert "A3C: throughput and time to target" in page
     assert "no time-to-target runs" in page and "usable cores" in page
+    assert "not reached" not in page  # no target runs: nothing to report as missed
