@@ -303,6 +303,8 @@ def train_a2c(
     progress: bool = True,
     desc: str | None = None,
     loss_fn: Callable[..., tuple[torch.Tensor, dict[str, float]]] = a2c_loss,
+    make_model: Callable[[], nn.Module] | None = None,
+    reward_scale: float = 1.0,
 ) -> TrainResult:
     """Synchronous A2C: ``n_envs`` copies step together, every ``n_steps`` steps one gradient step on the batch.
 
@@ -315,13 +317,25 @@ def train_a2c(
     evaluation that reaches it: the "steps until solved" measure of the DQN and PPO trainers. Evaluation time is
     kept out of ``wall_time``. ``loss_fn`` (default :func:`a2c_loss`) is the objective: a chapter hands in its own,
     written and edited on the page, and this function keeps the plumbing.
+
+    ``make_model()`` (called after seeding) replaces the default ``rl.ActorCritic(..., hidden=hidden)``; a model
+    with ``continuous = True`` (a Gaussian policy) trains on :func:`make_continuous_vector_env` with
+    ``reward_scale``, is evaluated with :func:`greedy_return_continuous`, and ``stats["std"]`` follows its
+    standard deviation (mean over action dimensions).
     """
     rl_seed(seed)
-    obs_dim, n_actions = _env_dims(env_id)
-    model = rl.ActorCritic(obs_dim, n_actions, hidden=hidden)
+    if make_model is None:
+        obs_dim, n_actions = _env_dims(env_id)
+        model = rl.ActorCritic(obs_dim, n_actions, hidden=hidden)
+    else:
+        model = make_model()
+    continuous = getattr(model, "continuous", False)
     optimizer = make_optimizer(model, actor_lr, critic_lr)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    envs = rl.make_vector_env(env_id, n_envs, seed=seed)
+    if continuous:
+        envs = make_continuous_vector_env(env_id, n_envs, seed, reward_scale)
+    else:
+        envs = rl.make_vector_env(env_id, n_envs, seed=seed)
     obs, _ = envs.reset(seed=[seed + i for i in range(n_envs)])
     state = RolloutState(obs, np.zeros(n_envs, dtype=bool))
     stats: dict[str, list[float]] = {}
@@ -356,6 +370,8 @@ def train_a2c(
             if lr_decay
             else None,
         )
+        if continuous:
+            parts = {**parts, "std": model.log_std.detach().exp().mean().item()}
         for k, v in {**parts, "step": state.step}.items():
             stats.setdefault(k, []).append(v)
         bar.update(state.step - before)
@@ -372,8 +388,9 @@ def train_a2c(
             state.step // eval_every > before // eval_every or state.step >= total_steps
         ):
             eval_start = time.perf_counter()
+            evaluate = greedy_return_continuous if continuous else greedy_return
             eval_returns.append(
-                float(greedy_return(model, env_id, eval_episodes, eval_seed).mean())
+                float(evaluate(model, env_id, eval_episodes, eval_seed).mean())
             )
             eval_steps.append(state.step)
             eval_time += time.perf_counter() - eval_start
@@ -750,7 +767,7 @@ def train_a2c_continuous(
     desc: str | None = None,
     loss_fn: Callable[..., tuple[torch.Tensor, dict[str, float]]] = a2c_loss,
 ) -> TrainResult:
-    """Synchronous A2C for continuous actions: :func:`train_a2c`'s loop on :func:`make_continuous_vector_env`.
+    """Synchronous A2C for continuous actions: :func:`train_a2c` with a Gaussian policy and Pendulum's defaults.
 
     ``make_model()`` builds the actor-critic after the run is seeded (an object with ``actor``, ``critic``,
     ``log_std``, ``continuous = True``, ``value``, ``distribution`` and ``forward`` returning the mean action, as
@@ -761,63 +778,27 @@ def train_a2c_continuous(
     after the first update past each multiple of ``eval_every`` steps and at the end; that time is kept out of
     ``wall_time``.
     """
-    rl_seed(seed)
-    model = make_model()
-    optimizer = make_optimizer(model, actor_lr, critic_lr)
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-    envs = make_continuous_vector_env(env_id, n_envs, seed, reward_scale)
-    obs, _ = envs.reset(seed=[seed + i for i in range(n_envs)])
-    state = RolloutState(obs, np.zeros(n_envs, dtype=bool))
-    stats: dict[str, list[float]] = {}
-    times: list[float] = []
-    eval_steps: list[int] = []
-    eval_returns: list[float] = []
-    eval_time = 0.0
-    start = time.perf_counter()
-    bar = tqdm(
-        total=total_steps,
-        desc=desc or f"A2C seed {seed}",
-        disable=not progress,
-        leave=False,
-    )
-    while state.step < total_steps:
-        before, n_episodes = state.step, len(state.episodes)
-        batch = collect_rollout(envs, model, state, n_steps)
-        times.extend([time.perf_counter() - start] * (len(state.episodes) - n_episodes))
-        loss, parts = loss_fn(model, batch, gamma, ent_coef, vf_coef)
-        frac = max(0.0, 1.0 - state.step / total_steps)
-        lrs = [lr * frac for lr in base_lrs] if lr_decay else None
-        gradient_step(model, optimizer, loss, max_grad_norm, lrs)
-        std = model.log_std.detach().exp().mean().item()
-        for k, v in {**parts, "std": std, "step": state.step}.items():
-            stats.setdefault(k, []).append(v)
-        bar.update(state.step - before)
-        if state.episodes:
-            recent = [r for _, r in state.episodes[-20:]]
-            bar.set_postfix(ret=f"{np.mean(recent):.0f}", refresh=False)
-        if eval_every and (
-            state.step // eval_every > before // eval_every or state.step >= total_steps
-        ):
-            eval_start = time.perf_counter()
-            returns = greedy_return_continuous(model, env_id, eval_episodes, eval_seed)
-            eval_returns.append(float(returns.mean()))
-            eval_steps.append(state.step)
-            eval_time += time.perf_counter() - eval_start
-    bar.close()
-    envs.close()
-    steps, returns = zip(*state.episodes) if state.episodes else ((), ())
-    return TrainResult(
-        model,
-        list(steps),
-        list(returns),
-        time.perf_counter() - start - eval_time,
-        state.step,
-        stats,
-        {},
-        times,
-        eval_steps,
-        eval_returns,
-        eval_time,
+    return train_a2c(
+        env_id,
+        seed=seed,
+        total_steps=total_steps,
+        n_envs=n_envs,
+        n_steps=n_steps,
+        gamma=gamma,
+        actor_lr=actor_lr,
+        critic_lr=critic_lr,
+        ent_coef=ent_coef,
+        vf_coef=vf_coef,
+        max_grad_norm=max_grad_norm,
+        lr_decay=lr_decay,
+        eval_every=eval_every,
+        eval_episodes=eval_episodes,
+        eval_seed=eval_seed,
+        progress=progress,
+        desc=desc,
+        loss_fn=loss_fn,
+        make_model=make_model,
+        reward_scale=reward_scale,
     )
 
 
