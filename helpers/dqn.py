@@ -104,6 +104,15 @@ class ReplayBuffer:
         )
 
 
+def _mlp_head(width: int, hidden: Sequence[int], n_actions: int) -> list[nn.Module]:
+    """Linear + ReLU layers of the ``hidden`` sizes from ``width`` inputs, then one output per action."""
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    return [*layers, nn.Linear(width, n_actions)]
+
+
 class QNetwork(nn.Module):
     """An MLP mapping an observation to one Q-value per discrete action: ``Q(s, .) = net(s)``.
 
@@ -119,13 +128,7 @@ class QNetwork(nn.Module):
             raise ValueError(
                 f"obs_dim and n_actions must be positive, got {obs_dim} and {n_actions}"
             )
-        layers: list[nn.Module] = []
-        width = obs_dim
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            width = h
-        layers.append(nn.Linear(width, n_actions))
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*_mlp_head(obs_dim, hidden, n_actions))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values, shape ``(batch, n_actions)``."""
@@ -149,17 +152,11 @@ class ConvQNetwork(nn.Module):
     ) -> None:
         super().__init__()
         height, width, in_channels = obs_shape
-        layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, channels, kernel_size=3),
-            nn.ReLU(),
-            nn.Flatten(),
-        ]
+        conv = nn.Conv2d(in_channels, channels, kernel_size=3)  # 3x3, no padding
         size = channels * (height - 2) * (width - 2)
-        for h in hidden:
-            layers += [nn.Linear(size, h), nn.ReLU()]
-            size = h
-        layers.append(nn.Linear(size, n_actions))
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(
+            conv, nn.ReLU(), nn.Flatten(), *_mlp_head(size, hidden, n_actions)
+        )
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values, shape ``(batch, n_actions)``, for images ``(batch, H, W, C)``."""
