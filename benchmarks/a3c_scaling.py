@@ -27,14 +27,6 @@ TARGET = 195.0  # the chapter's full-mode timing target (20-episode training ave
 GOAL = 0.6  # throughput of k workers >= GOAL * k * one worker's
 
 
-def usable_cores() -> int:
-    """Cores this process may run on (the affinity mask, which containers and schedulers narrow)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
 def run(
     worker_counts: Sequence[int] = (1, 2, 4, 8),
     seeds: Sequence[int] = (0, 1),
@@ -46,7 +38,7 @@ def run(
     """Time every worker count on every seed; ``target=None`` skips the time-to-target runs."""
     import torch
 
-    from helpers import a3c
+    from helpers import a3c, rl
 
     torch.set_num_threads(1)  # the runner only waits; the workers set 1 thread each
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -92,7 +84,7 @@ def run(
         "throughput_steps": throughput_steps,
         "target": target,
         "target_budget": target_budget,
-        "usable_cores": usable_cores(),
+        "usable_cores": rl.usable_cores(),
         "load_average_at_start": list(load) if load else None,
         "goal": GOAL,
     }

@@ -313,6 +313,14 @@ class ActorCritic(nn.Module):
         return self.actor(obs)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on: the affinity mask (which containers and job schedulers narrow), else every
+    core the operating system reports."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def parallel_jobs(n_runs: int) -> int:
     """How many runs :func:`run_many` puts side by side: ``DLBOOK_JOBS`` if set, else the CPU threads this process
     was given (``OMP_NUM_THREADS``, as the book's runners and CI set it), else every core; at most ``n_runs``.
@@ -322,12 +330,7 @@ def parallel_jobs(n_runs: int) -> int:
     in this process, one after the other, exactly as written.
     """
     setting = os.environ.get("DLBOOK_JOBS") or os.environ.get("OMP_NUM_THREADS")
-    cores = (
-        len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count() or 1
-    )
-    jobs = int(setting) if setting and setting.isdigit() else cores
+    jobs = int(setting) if setting and setting.isdigit() else usable_cores()
     return max(1, min(jobs, n_runs))
 
 

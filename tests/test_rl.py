@@ -158,3 +158,10 @@ def test_minatar_games_play_from_pixels_with_a_time_limit():
     assert np.array_equal(stay, again)  # seeded: sticky actions and the ball repeat
     envs = rl.make_vector_env("MinAtar/Freeway-v1", num_envs=2, seed=0)
     assert envs.observation_space.shape == (2, 10, 10, 7)
+
+
+def test_usable_cores_is_what_parallel_jobs_uses(monkeypatch):
+    monkeypatch.delenv("DLBOOK_JOBS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert rl.usable_cores() >= 1
+    assert rl.parallel_jobs(1_000) == rl.usable_cores()
