@@ -21,6 +21,10 @@ Text (Pride and Prejudice, public domain; see :data:`TEXT_SOURCE`)
     ``train_char_lm(model, train_ids, *, steps, ..., val_ids=None) -> dict`` (loss curves, seconds)
     ``evaluate_char_lm(model, ids, seq_len=128, batch_size=64, max_windows=None) -> float`` (nats per char)
     ``perplexity(loss_nats) -> float``
+    ``word_order_task(n_train, n_test, seed=0) -> (train, test)``: ``TextPairs`` of sentences of the book, half
+        of them with their words shuffled (label 1), for fine-tuning a text classifier offline
+    ``WordTokenizer(sentences)``: a word-level vocabulary called like a Hugging Face tokenizer
+        (``tok(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")``)
     ``sample(model, vocab, prompt, n=200, temperature=1.0, seed=0) -> str``
       (recurrent models return ``(logits, state)``; a model returning bare logits is re-run on its last
       ``model.block_size`` characters at every step, so Transformers work too)
@@ -47,6 +51,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -225,6 +230,115 @@ def load_text(name: str = "pride_and_prejudice") -> str:
         raise ValueError(f"unknown text {name!r}; choose one of {sorted(_TEXTS)}")
     with gzip.open(DATA_FILES / _TEXTS[name], "rt", encoding="utf-8") as f:
         return f.read()
+
+
+@dataclass
+class TextPairs:
+    """Sentences and their labels (``texts[i]`` has label ``labels[i]``)."""
+
+    texts: list[str]
+    labels: torch.Tensor  # (N,) int64
+
+
+def _sentences(text: str, min_words: int, max_words: int) -> list[str]:
+    """The book's sentences of ``min_words`` to ``max_words`` words, whitespace normalised, each once."""
+    flat = re.sub(r"\s+", " ", text.replace("_", ""))
+    found = re.findall(r"[A-Z][^.!?]*[.!?]", flat)
+    seen, out = set(), []
+    for sentence in found:
+        n = len(sentence.split())
+        if min_words <= n <= max_words and sentence not in seen:
+            seen.add(sentence)
+            out.append(sentence)
+    return out
+
+
+def word_order_task(
+    n_train: int,
+    n_test: int,
+    seed: int = 0,
+    *,
+    min_words: int = 8,
+    max_words: int = 24,
+    text: str = "pride_and_prejudice",
+) -> tuple[TextPairs, TextPairs]:
+    """A labelled text task that ships with the package: is this sentence of the book as written (0), or are
+    its words shuffled (1)?
+
+    Sentences are lower-cased words without punctuation, so the two classes contain exactly the same words and
+    a bag-of-words model is at chance: only word order separates them, the knowledge a pretrained language
+    model brings. Training and test sentences are disjoint; every sentence is used once, as written or
+    shuffled (half each, at random).
+    """
+    pool = _sentences(load_text(text), min_words, max_words)
+    if n_train + n_test > len(pool):
+        raise ValueError(
+            f"asked for {n_train + n_test} sentences, the book has {len(pool)} that fit"
+        )
+    rng = np.random.default_rng(seed)
+    chosen = [pool[i] for i in rng.permutation(len(pool))[: n_train + n_test]]
+    labels = rng.permutation(np.arange(len(chosen)) % 2)
+    texts = []
+    for sentence, label in zip(chosen, labels):
+        # lower case, no punctuation: no capital letter or full stop can give a shuffle away
+        words = re.findall(r"[a-z0-9']+", sentence.lower())
+        if label:
+            order = rng.permutation(len(words))
+            while np.array_equal(
+                order, np.arange(len(words))
+            ):  # a shuffle that changes nothing
+                order = rng.permutation(len(words))
+            words = [words[i] for i in order]
+        texts.append(" ".join(words))
+    y = torch.as_tensor(labels, dtype=torch.long)
+    return TextPairs(texts[:n_train], y[:n_train]), TextPairs(
+        texts[n_train:], y[n_train:]
+    )
+
+
+class WordTokenizer:
+    """Lower-cased words and punctuation of some sentences as a vocabulary, called like a Hugging Face tokenizer.
+
+    Offline there is no pretrained tokenizer; this one lets the same fine-tuning code run. Ids 0-3 are
+    ``[PAD]``, ``[UNK]``, ``[CLS]`` and ``[SEP]``; every encoded text is ``[CLS] words [SEP]``, padded.
+    """
+
+    SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+
+    def __init__(self, sentences: Iterable[str]):
+        words = sorted({w for s in sentences for w in self.split(s)})
+        self.itos = list(self.SPECIAL) + words
+        self.stoi = {w: i for i, w in enumerate(self.itos)}
+
+    @staticmethod
+    def split(text: str) -> list[str]:
+        return re.findall(r"[a-z0-9']+|[^\sa-z0-9']", text.lower())
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __call__(
+        self,
+        texts: Sequence[str],
+        *,
+        padding: bool = True,
+        truncation: bool = True,
+        max_length: int = 32,
+        return_tensors: str = "pt",
+    ) -> dict[str, torch.Tensor]:
+        if not (padding and truncation and return_tensors == "pt"):
+            raise ValueError(
+                "only padding=True, truncation=True, return_tensors='pt' are implemented"
+            )
+        ids = [
+            [2] + [self.stoi.get(w, 1) for w in self.split(t)][: max_length - 2] + [3]
+            for t in texts
+        ]
+        width = max(len(i) for i in ids)
+        input_ids = torch.zeros(len(ids), width, dtype=torch.long)
+        for row, i in enumerate(ids):
+            input_ids[row, : len(i)] = torch.as_tensor(i)
+        return {"input_ids": input_ids, "attention_mask": (input_ids != 0).long()}
 
 
 class CharVocab:

@@ -2,6 +2,7 @@
 
 import copy
 import math
+import re
 
 import numpy as np
 import pytest
@@ -260,3 +261,35 @@ def test_chrono_init_draws_on_the_cpu_and_follows_the_layer_dtype():
 def test_time_epoch_counts_seconds():
     data = seq.SequenceDataset(torch.randn(32, 5, 3), torch.randint(0, 2, (32,)))
     assert seq.time_epoch(seq.GRUModel(3, 8, 2), data.loader(8)) > 0
+
+
+def test_word_order_task_is_balanced_disjoint_and_only_order_differs():
+    train, test = seq.word_order_task(300, 100, seed=3)
+    assert len(train.texts) == 300 and len(test.texts) == 100
+    assert abs(train.labels.float().mean().item() - 0.5) < 0.1
+    assert not set(train.texts) & set(test.texts)
+    assert all(t == t.lower() and "." not in t and "," not in t for t in train.texts)
+    # a shuffled sentence is a permutation of a sentence of the book, never the sentence itself
+    book = {
+        " ".join(re.findall(r"[a-z0-9']+", s.lower()))
+        for s in seq._sentences(seq.load_text(), 8, 24)
+    }
+    for text, label in zip(train.texts, train.labels.tolist()):
+        assert (text in book) == (label == 0)
+    again, _ = seq.word_order_task(300, 100, seed=3)
+    assert again.texts == train.texts and torch.equal(again.labels, train.labels)
+    with pytest.raises(ValueError, match="sentences"):
+        seq.word_order_task(10**6, 1)
+
+
+def test_word_tokenizer_pads_truncates_and_marks_unknown_words():
+    tok = seq.WordTokenizer(["it is a truth", "universally acknowledged"])
+    out = tok(["it is a truth", "a zebra"], max_length=5)
+    cls, sep = tok.stoi["[CLS]"], tok.stoi["[SEP]"]
+    assert out["input_ids"].tolist() == [
+        [cls, tok.stoi["it"], tok.stoi["is"], tok.stoi["a"], sep],
+        [cls, tok.stoi["a"], tok.stoi["[UNK]"], sep, 0],
+    ]
+    assert out["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
+    with pytest.raises(ValueError):
+        tok(["x"], padding=False)
