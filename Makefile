@@ -66,7 +66,7 @@ notebooks: install
 
 ## The quick site from the notebooks `make notebooks` executed (no second execution), then the checks on its HTML:
 ## static checks, and the pages opened in headless Chromium (Debian: apt install chromium chromium-driver), and one
-## chapter's slide deck opened offline.
+## chapter's slide deck opened offline (two pytest workers, each with its own browser: about 15 s less than one).
 ## The test site serves its own copy of MathJax (npm's `mathjax` package) so that math renders offline too.
 site-quick: notebooks $(MATHJAX)/tex-mml-chtml.js
 	rm -rf $(QUICK_SITE) && mkdir -p $(QUICK_SITE)/_extra
@@ -83,7 +83,7 @@ site-quick: notebooks $(MATHJAX)/tex-mml-chtml.js
 	$(PY) -m helpers.slides $(EXECUTED)/book/deep_learning/cnn.ipynb _build/slides/cnn.slides.html \
 	    --vendor _build/slides/vendor
 	DLBOOK_SITE=$(QUICK_SITE)/_build/html DLBOOK_SCREENSHOTS=_build/screenshots DLBOOK_DECK=_build/slides/cnn.slides.html \
-	    $(PY) -m pytest -q -p no:cacheprovider -m site tests/test_site.py tests/test_browser.py
+	    $(PY) -m pytest -q -p no:cacheprovider -n $(NB_WORKERS) -m site tests/test_site.py tests/test_browser.py
 
 $(MATHJAX)/tex-mml-chtml.js:
 	rm -rf _build/mathjax && mkdir -p _build/mathjax
