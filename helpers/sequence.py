@@ -240,6 +240,11 @@ class TextPairs:
     labels: torch.Tensor  # (N,) int64
 
 
+def _words(sentence: str) -> list[str]:
+    """A sentence as lower-case words without punctuation: what the word-order task shows a model."""
+    return re.findall(r"[a-z0-9']+", sentence.lower())
+
+
 def _sentences(text: str, min_words: int, max_words: int) -> list[str]:
     """The book's sentences of ``min_words`` to ``max_words`` words, whitespace normalised, each once."""
     flat = re.sub(r"\s+", " ", text.replace("_", ""))
@@ -281,12 +286,11 @@ def word_order_task(
     texts = []
     for sentence, label in zip(chosen, labels):
         # lower case, no punctuation: no capital letter or full stop can give a shuffle away
-        words = re.findall(r"[a-z0-9']+", sentence.lower())
+        words = _words(sentence)
         if label:
             order = rng.permutation(len(words))
-            while np.array_equal(
-                order, np.arange(len(words))
-            ):  # a shuffle that changes nothing
+            # draw again while the shuffle changes nothing
+            while np.array_equal(order, np.arange(len(words))):
                 order = rng.permutation(len(words))
             words = [words[i] for i in order]
         texts.append(" ".join(words))
@@ -304,6 +308,7 @@ class WordTokenizer:
     """
 
     SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+    PAD, UNK, CLS, SEP = range(4)  # their ids
 
     def __init__(self, sentences: Iterable[str]):
         words = sorted({w for s in sentences for w in self.split(s)})
@@ -330,15 +335,16 @@ class WordTokenizer:
             raise ValueError(
                 "only padding=True, truncation=True, return_tensors='pt' are implemented"
             )
-        ids = [
-            [2] + [self.stoi.get(w, 1) for w in self.split(t)][: max_length - 2] + [3]
-            for t in texts
-        ]
+        words = [[self.stoi.get(w, self.UNK) for w in self.split(t)] for t in texts]
+        ids = [[self.CLS, *w[: max_length - 2], self.SEP] for w in words]
         width = max(len(i) for i in ids)
-        input_ids = torch.zeros(len(ids), width, dtype=torch.long)
+        input_ids = torch.full((len(ids), width), self.PAD, dtype=torch.long)
         for row, i in enumerate(ids):
             input_ids[row, : len(i)] = torch.as_tensor(i)
-        return {"input_ids": input_ids, "attention_mask": (input_ids != 0).long()}
+        return {
+            "input_ids": input_ids,
+            "attention_mask": (input_ids != self.PAD).long(),
+        }
 
 
 class CharVocab:
