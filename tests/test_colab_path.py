@@ -169,6 +169,15 @@ def test_checker_reports_an_import_the_install_cell_does_not_provide(tmp_path):
     assert "fake.ipynb imports stable_baselines3 (cell 2)" in message
 
 
+def _assert_helpers_from_wheel(out: str, venv: colab_sim.ColabVenv, what: str) -> None:
+    """``out`` printed ``HELPERS_FROM <helpers/__init__.py>``: it must be the installed wheel's copy."""
+    location = Path(out.split("HELPERS_FROM", 1)[1].split()[0])
+    assert location.parent.parent == venv.site, (
+        f"{what}: helpers came from {location}, not the wheel"
+    )
+    assert not location.is_symlink() and ROOT not in location.resolve().parents
+
+
 @pytest.mark.parametrize("spec", sorted(GROUPS), ids=_id)
 def test_install_cell_provides_every_import_and_chapters_run(spec, tmp_path, request):
     names = GROUPS[spec]
@@ -237,15 +246,10 @@ def test_install_cell_provides_every_import_and_chapters_run(spec, tmp_path, req
         work = tmp_path / "colab" / Path(name).stem
         executed = colab_sim.execute_notebook(venv, ROOT / name, work, **env)
         out = colab_sim.printed(executed)
-        location = Path(out.split("HELPERS_FROM", 1)[1].split()[0])
-        assert location.parent.parent == venv.site, (
-            f"{name}: helpers came from {location}, not the wheel"
-        )
-        assert not location.is_symlink() and ROOT not in location.resolve().parents
+        _assert_helpers_from_wheel(out, venv, name)
         assert Path(out.split("PYTHON_PREFIX", 1)[1].split()[0]) == venv.root
 
     if "[" in spec:  # the extra's library trains, and the book's own PPO beside it
         out = venv.run("-c", SB3_SMOKE, OMP_NUM_THREADS="1").stdout
         assert "SB3_STEPS 128 OURS_STEPS 128" in out, out
-        location = Path(out.split("HELPERS_FROM", 1)[1].split()[0])
-        assert location.parent.parent == venv.site, f"helpers came from {location}"
+        _assert_helpers_from_wheel(out, venv, "the [baselines] check")
