@@ -55,6 +55,21 @@ def with_seed(nb, seed: int):
     return nb
 
 
+KERNEL_STARTS = 3
+
+
+def died_at_start(err: BaseException) -> bool:
+    """Whether the kernel died before it answered its first message, i.e. before any cell ran.
+
+    Several kernels starting at once can race for the same ports: jupyter_client picks free ports, releases them and
+    the kernel binds them a moment later (jupyter/jupyter_client#154, #487). The kernel then exits with "Address
+    already in use" and nbclient raises this error. Nothing of the notebook ran, so starting it again is safe.
+    """
+    return isinstance(err, RuntimeError) and "before replying to kernel_info" in str(
+        err
+    )
+
+
 def last_error_line(text: str) -> str:
     """The line that says what failed (``AssertionError: ...``) from nbclient's error text, ANSI codes removed."""
     lines = [
@@ -104,20 +119,27 @@ def execute(
     error = None
     start = time.perf_counter()
     try:
-        nb = nbformat.read(path, as_version=4)
-        if seed is not None:
-            with_seed(nb, seed)
-        NotebookClient(
-            nb,
-            timeout=-1,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(path.parent)}},
-            **_cell_timer(cell_log),
-        ).execute()
-    except (
-        Exception
-    ) as err:  # a failing cell: record it and go on with the next notebook
-        error = last_error_line(str(err)) if str(err).strip() else type(err).__name__
+        for attempt in range(1, KERNEL_STARTS + 1):
+            nb = nbformat.read(path, as_version=4)
+            if seed is not None:
+                with_seed(nb, seed)
+            try:
+                NotebookClient(
+                    nb,
+                    timeout=-1,
+                    kernel_name="python3",
+                    resources={"metadata": {"path": str(path.parent)}},
+                    **_cell_timer(cell_log),
+                ).execute()
+            except Exception as err:  # a failing cell: record it, go on with the next
+                if died_at_start(err) and attempt < KERNEL_STARTS:
+                    continue
+                error = (
+                    last_error_line(str(err))
+                    if str(err).strip()
+                    else type(err).__name__
+                )
+            break
     finally:
         for k, v in old.items():
             if v is None:

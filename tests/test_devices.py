@@ -83,6 +83,48 @@ def test_the_executed_notebook_keeps_its_figures(tmp_path, monkeypatch):
     assert os.environ["MPLBACKEND"] == "Agg"  # the caller's environment is restored
 
 
+class _FlakyClient:
+    """A NotebookClient whose kernel dies at start-up the first ``deaths`` times (the port race), then runs."""
+
+    starts = 0
+    deaths = 1
+
+    def __init__(self, nb, **kwargs):
+        self.nb = nb
+
+    def execute(self):
+        type(self).starts += 1
+        if type(self).starts <= self.deaths:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        self.nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="ran\n")]
+
+
+def test_a_kernel_that_dies_at_start_is_started_again(tmp_path, monkeypatch):
+    import nbclient
+
+    monkeypatch.setattr(nbclient, "NotebookClient", _FlakyClient)
+    monkeypatch.setattr(_FlakyClient, "starts", 0)
+    path = notebook(tmp_path / "ok.ipynb", "SEED = 0")
+    row = book_times.execute(path, "quick", tmp_path / "r", out=tmp_path / "done.ipynb")
+    assert row["passed"] and _FlakyClient.starts == 2
+    outputs = nbformat.read(tmp_path / "done.ipynb", as_version=4).cells[0].outputs
+    assert [o["text"] for o in outputs] == ["ran\n"]  # one run's outputs, not two
+
+
+def test_a_kernel_that_never_starts_is_reported_not_retried_forever(
+    tmp_path, monkeypatch
+):
+    import nbclient
+
+    monkeypatch.setattr(nbclient, "NotebookClient", _FlakyClient)
+    monkeypatch.setattr(_FlakyClient, "starts", 0)
+    monkeypatch.setattr(_FlakyClient, "deaths", 99)
+    row = book_times.execute(notebook(tmp_path / "x.ipynb", "1"), "quick", tmp_path)
+    assert not row["passed"] and "kernel_info" in row["error"]
+    assert _FlakyClient.starts == book_times.KERNEL_STARTS
+    assert not book_times.died_at_start(RuntimeError("a cell raised this"))
+
+
 def test_full_mode_on_a_cpu_only_for_the_named_notebooks(tmp_path, monkeypatch):
     monkeypatch.setattr(
         devices,
