@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.student import write_edition
 from tests import colab_sim
 
 ROOT = colab_sim.ROOT
@@ -230,7 +231,9 @@ def test_install_cell_provides_every_import_and_chapters_run(spec, tmp_path, req
             "stable_baselines3"
         ]
 
-    # The cheapest deep-learning chapter end to end, quick mode, from a folder outside the repository.
+    # The cheapest deep-learning chapter end to end, quick mode, from a folder outside the repository, in its
+    # student edition: the copy a course hands out to open in Colab. (nbval runs the book's own copy.) An
+    # unfinished exercise prints what is still to do instead of stopping the notebook.
     for name in (n for n in EXECUTED if n in names):
         env = {
             "DLBOOK_QUICK": "1",
@@ -244,10 +247,17 @@ def test_install_cell_provides_every_import_and_chapters_run(spec, tmp_path, req
                 request.getfixturevalue("real_data_dir")
             )  # skips where there is none
         work = tmp_path / "colab" / Path(name).stem
-        executed = colab_sim.execute_notebook(venv, ROOT / name, work, **env)
+        (edition,) = write_edition(tmp_path / "student", notebooks=[ROOT / name])
+        executed = colab_sim.execute_notebook(venv, edition["path"], work, **env)
         out = colab_sim.printed(executed)
         _assert_helpers_from_wheel(out, venv, name)
         assert Path(out.split("PYTHON_PREFIX", 1)[1].split()[0]) == venv.root
+        code = [i for i, c in enumerate(executed["cells"]) if c["cell_type"] == "code"]
+        assert all(executed["cells"][i]["execution_count"] for i in code), (
+            "every cell ran"
+        )
+        printed = "".join(colab_sim.printed(executed, i) for i in code)
+        assert "❌ softmax_cross_entropy: not implemented yet" in printed
 
     if "[" in spec:  # the extra's library trains, and the book's own PPO beside it
         out = venv.run("-c", SB3_SMOKE, OMP_NUM_THREADS="1").stdout
