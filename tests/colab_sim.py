@@ -168,8 +168,8 @@ def link_distributions(dists: dict[str, metadata.Distribution], site: Path) -> i
         set
     )  # path prefix -> children to make visible
     files = {key: _site_files(dist) for key, dist in dists.items()}
-    for key in dists:
-        for parts in files[key]:
+    for key, paths in files.items():
+        for parts in paths:
             for i in range(1, len(parts) + 1):
                 owners[parts[:i]].add(key)
                 if i < len(parts):
