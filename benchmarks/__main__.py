@@ -21,6 +21,7 @@ from . import (
     mnist_loop,
     pages,
     report,
+    rl_ablation,
     rl_sb3,
 )
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "names",
         nargs="*",
-        metavar="{rl,a3c,mnist,cifar,book,devices}",
+        metavar="{rl,a2c-ablation,a3c,mnist,cifar,book,devices}",
         help="comparisons to run (default: rl a3c mnist cifar)",
     )
     parser.add_argument(
@@ -132,11 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     names = args.names or ["rl", "a3c", "mnist", "cifar"]
-    unknown = sorted(set(names) - {"rl", "a3c", "mnist", "cifar", "book", "devices"})
+    known = {"rl", "a2c-ablation", "a3c", "mnist", "cifar", "book", "devices"}
+    unknown = sorted(set(names) - known)
     if unknown:
         parser.error(
             f"unknown comparison(s) {unknown}: "
-            "choose from rl, a3c, mnist, cifar, book, devices"
+            "choose from rl, a2c-ablation, a3c, mnist, cifar, book, devices"
         )
 
     start = time.perf_counter()
@@ -148,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             report.save(
                 "rl_sb3", rl_sb3.run(seeds=range(args.seeds), jobs=args.jobs), args.out
             )
+        elif name == "a2c-ablation":
+            report.save("rl_a2c_ablation", rl_ablation.run(jobs=args.jobs), args.out)
         elif name == "a3c":
             report.save(
                 "a3c_scaling", a3c_scaling.run(workers_upto(args.workers)), args.out

@@ -9,12 +9,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import a3c_scaling, book_times, cifar_airbench, devices, mnist_loop, rl_sb3
+from . import (
+    a3c_scaling,
+    book_times,
+    cifar_airbench,
+    devices,
+    mnist_loop,
+    rl_ablation,
+    rl_sb3,
+)
 from .report import RESULTS
 
 ORDER = [
     "devices",
     "rl_sb3",
+    "rl_a2c_ablation",
     "a3c_scaling",
     "mnist_loop",
     "mnist_loop_cuda",
@@ -29,6 +38,7 @@ def write_markdown(folder: Path | None = None) -> Path:
     renderers = {
         "devices": devices.markdown,
         "rl_sb3": rl_sb3.markdown,
+        "rl_a2c_ablation": rl_ablation.markdown,
         "a3c_scaling": a3c_scaling.markdown,
         "mnist_loop": mnist_loop.markdown,
         "mnist_loop_cuda": mnist_loop.markdown,

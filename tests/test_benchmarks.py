@@ -254,3 +254,33 @@ def test_a3c_scaling_runs_real_workers_and_reports(tmp_path):
     assert "A3C: throughput and time to target" in page
     assert "no time-to-target runs" in page and "usable cores" in page
     assert "not reached" not in page  # no target runs: nothing to report as missed
+
+
+def test_a2c_ablation_runs_variants_and_sb3_and_summarises_by_seed_group(tmp_path):
+    from benchmarks import rl_ablation
+
+    result = rl_ablation.run(
+        names=("sb3", "chapter", "lr 2e-3"), seeds=[0, 30], jobs=1, budget_scale=0.01
+    )
+    assert {(r["name"], r["seed"]) for r in result["runs"]} == {
+        (n, s) for n in ("sb3", "chapter", "lr 2e-3") for s in (0, 30)
+    }
+    summary = result["summary"]["chapter"]
+    assert summary["select"]["n"] == summary["confirm"]["n"] == 1
+    assert summary["all"]["n"] == 2 and summary["all"]["mean"] > 0
+    report.save("rl_a2c_ablation", result, tmp_path)
+    text = pages.write_markdown(tmp_path).read_text()
+    assert "what decides the steps to 475" in text and "| Stable-Baselines3" in text
+
+
+def test_a2c_ablation_counts_a_miss_as_the_budget():
+    from benchmarks import rl_ablation
+
+    runs = [
+        {"name": "chapter", "seed": 0, "steps": None},
+        {"name": "chapter", "seed": 1, "steps": 10_000},
+    ]
+    s = rl_ablation.summarise(runs)["chapter"]["select"]
+    assert s["reached"] == 1 and s["mean"] == pytest.approx(
+        (rl_sb3.BUDGET["A2C"] + 10_000) / 2
+    )
