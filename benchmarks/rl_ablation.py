@@ -4,8 +4,9 @@
 rl-baselines3-zoo settings as the yardstick, under the protocol of :mod:`benchmarks.rl_sb3` (budget 500,000 steps,
 greedy evaluation of 10 episodes every 5,000 steps, stop at a mean of 475), each on many seeds.
 
-Why many seeds: one A2C run needs anywhere from 5,000 to 75,000 steps depending on its seed, so the 5 seeds of the
-side-by-side comparison cannot tell two recipes apart, or ours from SB3's. Every variant ran on
+Why many seeds: with the chapter's recipe one run needed anywhere from 10,000 to 70,000 steps depending on its seed
+(SB3: 5,000 to 85,000), so the 5 seeds of the side-by-side comparison cannot tell two recipes apart, or ours from
+SB3's. Every variant ran on
 ``SELECT_SEEDS``; the most promising ones (and the chapter's recipe and SB3) ran again on ``CONFIRM_SEEDS``, chosen
 after the first look, to check on seeds that played no part in picking them. Each variant changes the arguments of
 ``helpers.a2c.train_a2c``, whose defaults are the chapter's recipe.
@@ -94,8 +95,9 @@ def run(
     jobs: int = 2,
     budget_scale: float = 1.0,
 ) -> dict:
-    """Every (variant, seed): the steps to 475 of each run, and a summary per variant (about 25 minutes for
-    everything with 2 jobs; the rows are independent runs, so more cores divide that)."""
+    """Every (variant, seed): the steps to 475 of each run, and a summary per variant. An A2C run took a few
+    seconds and an SB3 run up to about 20 on one thread of the record's 2-core machine, so everything is roughly
+    half an hour with 2 jobs; the runs are independent, so more jobs divide that."""
     tasks = [(n, s, budget_scale) for s in seeds for n in names]
     if jobs > 1:
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
