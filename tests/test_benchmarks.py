@@ -260,17 +260,18 @@ def test_a2c_ablation_runs_variants_and_sb3_and_summarises_by_seed_group(tmp_pat
     from benchmarks import rl_ablation
 
     result = rl_ablation.run(
-        names=("sb3", "chapter", "lr 2e-3"), seeds=[0, 30], jobs=1, budget_scale=0.01
+        names=("sb3", "lr 2e-3"), seeds=[0, 30], jobs=1, budget_scale=0.01
     )
     assert {(r["name"], r["seed"]) for r in result["runs"]} == {
-        (n, s) for n in ("sb3", "chapter", "lr 2e-3") for s in (0, 30)
+        (n, s) for n in ("sb3", "lr 2e-3") for s in (0, 30)
     }
-    summary = result["summary"]["chapter"]
+    summary = result["summary"]["lr 2e-3"]
     assert summary["select"]["n"] == summary["confirm"]["n"] == 1
     assert summary["all"]["n"] == 2 and summary["all"]["mean"] > 0
     report.save("rl_a2c_ablation", result, tmp_path)
     text = pages.write_markdown(tmp_path).read_text()
     assert "what decides the steps to 475" in text and "| Stable-Baselines3" in text
+    assert "| learning rates 2e-3 |" in text
 
 
 def test_a2c_ablation_counts_a_miss_as_the_budget():
