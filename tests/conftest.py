@@ -12,6 +12,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+def pytest_configure(config):
+    """One intra-op thread per test process. The suite runs one xdist worker per core on networks of a few thousand
+    weights: extra threads buy nothing there, and two workers with two threads each oversubscribe two cores so that
+    every tiny operation waits for a busy core (tests/test_a2c.py took 69 s that way, 4 s with one thread)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _seeded(monkeypatch):
     from helpers import seed_everything
