@@ -1,7 +1,8 @@
 """Data sets for the book: MNIST, Fashion-MNIST and CIFAR-10, offline first.
 
-Where the data comes from is decided by one environment variable, ``DLBOOK_DATA``, naming a folder
-(default: ``~/.cache/dlbook/data``). For each data set we look, in order, for
+Where the data comes from is decided by one environment variable, ``DLBOOK_DATA``, naming a folder, or several
+separated by ``os.pathsep`` and searched in order (default: ``~/.cache/dlbook/data``). For each data set
+we look, in order, for
 
 1. torchvision's own layout in that folder (``MNIST/raw/...``, ``FashionMNIST/raw/...``,
    ``cifar-10-batches-py/...``), as left by an earlier download;
@@ -266,7 +267,8 @@ def _load_arrays(
             )
         npz = folder / spec["npz"]
         if npz.exists():
-            with np.load(npz) as archive:
+            npz = _follow_text_link(npz)
+            with _open_archive(npz) as archive:
                 split = "train" if train else "test"
                 return (
                     archive[f"x_{split}"],
@@ -286,6 +288,39 @@ def _load_arrays(
             f"downloading {spec['title']} failed ({err}).\n"
             + _missing_message(spec, folders)
         ) from None
+
+
+def _follow_text_link(path: Path) -> Path:
+    """The file a symbolic link stored as text points to, else ``path`` itself.
+
+    Copies made without symlink support (git with ``core.symlinks=false``, e.g. on Windows, or
+    some archive and sync tools) turn a link into a tiny text file holding the target's path.
+    Following it keeps a shared data folder working instead of failing deep inside NumPy.
+    """
+    if path.stat().st_size > 4096:
+        return path
+    try:
+        target = path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        return path
+    if not target or "\n" in target:
+        return path
+    resolved = (path.parent / target).resolve()
+    return resolved if resolved.is_file() and resolved != path.resolve() else path
+
+
+def _open_archive(path: Path) -> np.lib.npyio.NpzFile:
+    """``np.load`` of an offline copy, with a clear error when the file is not a NumPy archive."""
+    try:
+        archive = np.load(path)
+    except (OSError, ValueError) as err:  # truncated download, text file, pickle, ...
+        raise DataNotFoundError(
+            f"{path} ({path.stat().st_size:,} bytes) is not a NumPy .npz archive ({err}). "
+            "Replace it with a complete copy, or delete it so that the next folder is used."
+        ) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataNotFoundError(f"{path} holds one array, not an .npz archive of four")
+    return archive
 
 
 def _from_torchvision(

@@ -116,6 +116,22 @@ def test_several_data_folders_are_searched_in_order(
         load_mnist()
 
 
+def test_a_link_stored_as_text_is_followed_and_a_broken_archive_is_named(
+    fake_data_dir, tmp_path, monkeypatch
+):
+    """A symlink copied as a text file (git without symlinks) still serves the data set;
+    a file that is no archive at all is one clear error naming it."""
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    target = os.path.relpath(fake_data_dir / "cifar10_jpeg.npz", linked)
+    (linked / "cifar10_jpeg.npz").write_text(target + "\n")
+    monkeypatch.setenv("DLBOOK_DATA", str(linked))
+    assert len(load_cifar10()) == 20
+    (linked / "cifar10_jpeg.npz").write_text("not an archive")
+    with pytest.raises(DataNotFoundError, match="cifar10_jpeg.npz.*not a NumPy"):
+        load_cifar10()
+
+
 def test_unreachable_host_check_is_bounded_in_time():
     start = time.perf_counter()
     assert (
