@@ -228,11 +228,14 @@ def plot_shift_rotation(
     return fig
 
 
-def show_source(obj: object) -> object:
-    """Syntax-highlighted source of a class or function from ``helpers``, so a chapter can show the
-    code of a shared model on its page without keeping a second copy of it."""
+def show_source(obj: object) -> None:
+    """Show the syntax-highlighted source of a class or function from ``helpers``, so a chapter can
+    show the code of a shared model on its page without keeping a second copy of it.
+
+    It displays at once rather than returning the code: a returned object appears only when it is
+    the cell's last expression, so a cell showing two classes would silently show one."""
     import inspect
 
-    from IPython.display import Code
+    from IPython.display import Code, display
 
-    return Code(inspect.getsource(obj), language="python")
+    display(Code(inspect.getsource(obj), language="python"))

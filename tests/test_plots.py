@@ -71,10 +71,13 @@ def test_confusion_matrix_counts():
         confusion_matrix(torch.tensor([0, 1]), torch.tensor([0]), 2)
 
 
-def test_plot_filters_and_show_source():
+def test_plot_filters_and_show_source(monkeypatch):
     fig = plot_filters(torch.randn(16, 1, 3, 3))
     assert len(fig.axes) == 16
     plt.close(fig)
     with pytest.raises(ValueError):
         plot_filters(torch.randn(16, 3))
-    assert "class History" in show_source(History).data
+    shown = []
+    monkeypatch.setattr("IPython.display.display", shown.append)
+    assert show_source(History) is None and show_source(plot_filters) is None
+    assert "class History" in shown[0].data and "def plot_filters" in shown[1].data
