@@ -223,11 +223,17 @@ def _print_estimate(args, previous) -> None:
         f"Full mode on {info['device']}: the real training budgets. Recorded wall times per chapter:"
     )
     print("\n".join(lines))
-    when = (
-        "unknown (some chapters were never timed here)"
-        if total is None
-        else f"about {total / 3600:.1f} h"
-    )
+    untimed = [line.split()[0] for line in lines if "not yet timed" in line]
+    _, at_least = devices.estimate("full", names, args.jobs, previous, lower_bound=True)
+    if total is not None:
+        when = f"about {total / 3600:.1f} h"
+    elif at_least is None:
+        when = "unknown (no chapter was ever timed here)"
+    else:
+        when = (
+            f"more than {at_least / 3600:.1f} h (the timed chapters alone; never timed "
+            f"here: {', '.join(untimed)})"
+        )
     print(
         f"With {args.jobs} at a time: {when}. A GPU machine takes minutes (see the results page).\n"
         "For the website in minutes on this machine: make book-quick (quick mode: small data, few epochs).\n"

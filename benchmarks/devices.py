@@ -299,10 +299,12 @@ def estimate(
     notebooks: Sequence[str] | None = None,
     jobs: int = 1,
     recorded: Mapping | None = None,
+    lower_bound: bool = False,
 ) -> tuple[list[str], float | None]:
     """What running the book in ``mode`` will cost here: per chapter, the latest recorded wall time on this kind
     of device (this machine's device name first, then any device of the same type), and the whole run's time
-    with ``jobs`` side by side (None if a chapter was never timed on such a device)."""
+    with ``jobs`` side by side (None if a chapter was never timed on such a device; with ``lower_bound``, the
+    time of the timed chapters alone, which the whole run takes at least)."""
     info = device_info()
     runs = [
         r
@@ -338,7 +340,7 @@ def estimate(
     known = [t for t in times if t is not None]
     total = (
         None
-        if None in times
+        if None in times and not (lower_bound and known)
         else max(sum(known) / max(1, jobs), max(known, default=0.0))
     )
     return lines, total
@@ -445,14 +447,28 @@ def markdown(result: Mapping) -> list[str]:
 
 
 def _describe(rows: Sequence[Mapping], device: str, mode: str) -> str:
-    sel = [r for r in rows if (r["device"], r["mode"]) == (device, mode)]
-    latest = max(sel, key=lambda r: r["date"])
+    """One column's runs: their dates, commits and torch versions (oldest first; a column
+    collects runs of several sittings) and how many notebooks shared the machine."""
+    sel = sorted(
+        (r for r in rows if (r["device"], r["mode"]) == (device, mode)),
+        key=lambda r: r["date"],
+    )
+
+    def listed(key: str) -> str:
+        return ", ".join(dict.fromkeys(str(r[key]) for r in sel))
+
+    dates = sorted({r["date"] for r in sel})
+    jobs = sorted({int(r.get("jobs", 1)) for r in sel})
+    commits = listed("commit")
     return (
-        f"{device}, {mode} mode: {latest['date']}, commit {latest['commit']}, torch {latest['torch']}, "
+        f"{device}, {mode} mode: "
+        + (dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}")
+        + f", commit{'s' if ',' in commits else ''} {commits}, torch {listed('torch')}, "
         + (
             "one notebook at a time"
-            if latest["jobs"] == 1
-            else f"{latest['jobs']} notebooks at a time"
+            if jobs == [1]
+            else f"{jobs[0] if len(jobs) == 1 else f'{jobs[0]} to {jobs[-1]}'} "
+            "notebooks at a time"
         )
     )
 

@@ -108,7 +108,8 @@ def _notes(
         jobs = sorted({int(r.get("jobs", 1)) for r in sel})
         what = str(jobs[0]) if len(jobs) == 1 else f"{jobs[0]} to {jobs[-1]}"
         shared = jobs[-1] > 1
-        date = max(r["date"] for r in sel)
+        dates = sorted({r["date"] for r in sel})
+        date = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
         notes.append(
             f"{d}, {m} mode: measured {date} with {what} "
             f"notebook{'s' if shared else ''} at a time"

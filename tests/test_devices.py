@@ -193,6 +193,34 @@ def test_estimate_uses_the_recorded_times_of_this_kind_of_device(monkeypatch):
         "full", ["mlp", "gan"], jobs=1, recorded={"runs": rows}
     )
     assert total is None and "not yet timed" in lines[1]
+    # at least the timed chapters' time: what make book prints when some were never timed
+    _, at_least = devices.estimate(
+        "full", ["mlp", "gan"], jobs=1, recorded={"runs": rows}, lower_bound=True
+    )
+    assert at_least == 600.0
+
+
+def test_make_book_on_a_cpu_prints_a_lower_bound_and_names_the_untimed(
+    monkeypatch, capsys
+):
+    import argparse
+
+    from benchmarks.__main__ import _print_estimate
+
+    monkeypatch.setattr(
+        devices, "device_info", lambda: {"device": "CPU (here)", "device_type": "cpu"}
+    )
+    row = {"device": "CPU (here)", "device_type": "cpu", "mode": "full"}
+    rows = [
+        {**row, "notebook": n, "wall_s": 5400.0, "date": "2026-11-27", "seed": 0}
+        for n in ("mlp", "cnn")
+    ]
+    args = argparse.Namespace(full=["all"], notebooks=["mlp", "cnn", "gan"], jobs=1)
+    _print_estimate(args, {"runs": rows})
+    out = capsys.readouterr().out
+    assert "gan          not yet timed on a CPU" in out
+    assert "more than 3.0 h (the timed chapters alone; never timed here: gan)" in out
+    assert "make book-quick" in out
 
 
 def test_matrix_markdown_keeps_devices_apart_and_lists_failures(tmp_path):
@@ -266,3 +294,28 @@ def test_matrix_markdown_keeps_devices_apart_and_lists_failures(tmp_path):
     report.save("devices", {"runs": runs}, tmp_path)
     pages.write_markdown(tmp_path)
     assert "make gpu-check" in (tmp_path / "devices.md").read_text()
+
+
+def test_matrix_markdown_names_every_sitting_of_a_column():
+    """A column collects runs of several days and commits: the description lists them all,
+    oldest first, not only the latest run's."""
+    base = {"torch": "2.x", "threads": 1, "seed": 0, "passed": True, "error": None}
+    runs = [
+        {**base, "device": "CPU", "mode": "full", "notebook": n, "wall_s": 60.0}
+        | {"date": d, "commit": c, "jobs": j}
+        for n, d, c, j in (
+            ("mlp", "2026-11-28", "bbb", 2),
+            ("cnn", "2026-11-27", "aaa", 1),
+            ("gru", "2026-11-28", "bbb", 2),
+        )
+    ]
+    text = "\n".join(devices.markdown({"runs": runs}))
+    assert (
+        "CPU, full mode: 2026-11-27 to 2026-11-28, commits aaa, bbb, torch 2.x, "
+        "1 to 2 notebooks at a time" in text
+    )
+    one = "\n".join(devices.markdown({"runs": runs[1:2]}))
+    assert (
+        "CPU, full mode: 2026-11-27, commit aaa, torch 2.x, one notebook at a time"
+        in one
+    )
