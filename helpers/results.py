@@ -40,15 +40,16 @@ def results_dir() -> Path:
 
 
 def _plain(value):
-    """JSON-friendly copy: NumPy/PyTorch scalars and arrays become Python numbers and lists."""
+    """JSON-friendly copy: NumPy/PyTorch scalars and arrays become Python numbers and lists, and a
+    non-finite number becomes None (JSON has no NaN: strict parsers, browsers' included, reject it)."""
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        return _plain(value.tolist())
     if isinstance(value, np.generic):
-        return value.item()
+        return _plain(value.item())
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):

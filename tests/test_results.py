@@ -21,9 +21,14 @@ def folder(tmp_path, monkeypatch):
 def test_record_writes_plain_json_per_mode(folder):
     path = results.record(
         "cnn",
-        {"test_acc": np.float32(0.9875), "epochs": 3, "nan": float("nan")},
+        {
+            "test_acc": np.float32(0.9875),
+            "epochs": 3,
+            "nan": float("nan"),
+            "numpy_nan": np.float64("nan"),
+        },
         data="MNIST subset",
-        curves={"val_acc": torch.tensor([0.5, 0.9])},
+        curves={"val_acc": torch.tensor([0.5, 0.9]), "gap": np.array([np.nan, 1.0])},
         device=torch.device("cpu"),
     )
     assert path == folder / "quick" / "cnn.json"
@@ -33,7 +38,9 @@ def test_record_writes_plain_json_per_mode(folder):
         "test_acc": pytest.approx(0.9875),
         "epochs": 3,
         "nan": None,
+        "numpy_nan": None,
     }
+    assert "NaN" not in path.read_text() and entry["curves"]["gap"] == [None, 1.0]
     assert entry["curves"]["val_acc"] == pytest.approx([0.5, 0.9])
     assert (
         entry["wall_time_s"] >= 0
@@ -198,3 +205,17 @@ def test_metric_names_read_as_words_and_missing_values_say_so(folder):
         "| REINFORCE median steps to 195 | not reached / not measured |" in table
         and "None" not in table
     )
+
+
+def test_committed_records_are_strict_json():
+    """No NaN or Infinity in the committed JSON: Python reads them, strict parsers do not."""
+    from pathlib import Path
+
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    files = sorted(folder.rglob("*.json"))
+    assert files
+    for path in files:
+        json.loads(path.read_text(), parse_constant=refuse)
