@@ -218,20 +218,22 @@ def _print_estimate(args, previous) -> None:
     ):
         return
     names = args.notebooks or None
-    lines, total = devices.estimate("full", names, args.jobs, previous)
+    # the timed chapters' total: the whole run's time when every chapter was timed, else a lower bound
+    lines, total = devices.estimate(
+        "full", names, args.jobs, previous, lower_bound=True
+    )
     print(
         f"Full mode on {info['device']}: the real training budgets. Recorded wall times per chapter:"
     )
     print("\n".join(lines))
     untimed = [line.split()[0] for line in lines if "not yet timed" in line]
-    _, at_least = devices.estimate("full", names, args.jobs, previous, lower_bound=True)
-    if total is not None:
-        when = f"about {total / 3600:.1f} h"
-    elif at_least is None:
+    if total is None:
         when = "unknown (no chapter was ever timed here)"
+    elif not untimed:
+        when = f"about {total / 3600:.1f} h"
     else:
         when = (
-            f"more than {at_least / 3600:.1f} h (the timed chapters alone; never timed "
+            f"more than {total / 3600:.1f} h (the timed chapters alone; never timed "
             f"here: {', '.join(untimed)})"
         )
     print(

@@ -457,19 +457,16 @@ def _describe(rows: Sequence[Mapping], device: str, mode: str) -> str:
     def listed(key: str) -> str:
         return ", ".join(dict.fromkeys(str(r[key]) for r in sel))
 
-    dates = sorted({r["date"] for r in sel})
-    jobs = sorted({int(r.get("jobs", 1)) for r in sel})
+    def span(values) -> str:  # "a", or "lowest to highest"
+        v = sorted(set(values))
+        return str(v[0]) if len(v) == 1 else f"{v[0]} to {v[-1]}"
+
     commits = listed("commit")
+    jobs = span(int(r.get("jobs", 1)) for r in sel)
     return (
-        f"{device}, {mode} mode: "
-        + (dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}")
-        + f", commit{'s' if ',' in commits else ''} {commits}, torch {listed('torch')}, "
-        + (
-            "one notebook at a time"
-            if jobs == [1]
-            else f"{jobs[0] if len(jobs) == 1 else f'{jobs[0]} to {jobs[-1]}'} "
-            "notebooks at a time"
-        )
+        f"{device}, {mode} mode: {span(r['date'] for r in sel)}, "
+        f"commit{'s' if ',' in commits else ''} {commits}, torch {listed('torch')}, "
+        + ("one notebook at a time" if jobs == "1" else f"{jobs} notebooks at a time")
     )
 
 
