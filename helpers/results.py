@@ -93,12 +93,13 @@ def record(
     data: str = "",
     curves: Mapping[str, Sequence] | None = None,
     device: torch.device | None = None,
-) -> Path:
-    """Write a chapter's measured numbers to ``<results_dir>/<mode>/<chapter>.json`` and return the path.
+) -> None:
+    """Write a chapter's measured numbers to ``<results_dir>/<mode>/<chapter>.json``.
 
     ``metrics`` are the headline numbers (accuracy, return, ...), ``data`` says what they were measured on
     (e.g. "MNIST, 60,000 training images"), ``curves`` optional series for comparison plots (e.g. return vs
-    environment steps). Recording twice overwrites: the file always describes the latest run.
+    environment steps). Recording twice overwrites: the file always describes the latest run. Returns
+    nothing, so that the call, the last line of a chapter's cell, adds no output (a path) to the page.
     """
     if not chapter or not chapter.replace("_", "").isalnum():
         raise ValueError(
@@ -126,7 +127,6 @@ def record(
     path = results_dir() / mode() / f"{chapter}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(entry, indent=1))
-    return path
 
 
 def load_results(run_mode: str | None = None, folder: Path | None = None) -> list[dict]:

@@ -19,7 +19,7 @@ def folder(tmp_path, monkeypatch):
 
 
 def test_record_writes_plain_json_per_mode(folder):
-    path = results.record(
+    returned = results.record(
         "cnn",
         {
             "test_acc": np.float32(0.9875),
@@ -31,7 +31,10 @@ def test_record_writes_plain_json_per_mode(folder):
         curves={"val_acc": torch.tensor([0.5, 0.9]), "gap": np.array([np.nan, 1.0])},
         device=torch.device("cpu"),
     )
-    assert path == folder / "quick" / "cnn.json"
+    path = folder / "quick" / "cnn.json"
+    assert returned is None, (
+        "a returned value would be printed below the chapter's cell"
+    )
     entry = json.loads(path.read_text())
     assert entry["mode"] == "quick" and entry["data"] == "MNIST subset"
     assert entry["metrics"] == {
@@ -151,12 +154,13 @@ def test_full_mode_records_beside_the_quick_numbers(folder, tmp_path, monkeypatc
     """The quick site's landing table also shows each chapter's latest committed full-mode record, and where
     it ran; the results page gets the records' own table."""
     monkeypatch.setenv("DLBOOK_QUICK", "0")
-    full = results.record(
+    results.record(
         "cnn",
         {"cnn_test_acc": 0.9926},
         data="MNIST, 60,000",
         device=torch.device("cpu"),
     )
+    full = folder / "full" / "cnn.json"
     records = tmp_path / "records"
     records.mkdir()
     (records / "cnn.json").write_text(full.read_text())
