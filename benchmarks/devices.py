@@ -435,6 +435,15 @@ def markdown(result: Mapping) -> list[str]:
                     if any((n, s) in index for s in seeds)
                 ],
             )
+            lines += [
+                "",
+                "Runs: "
+                + "; ".join(
+                    f"SEED = {s}: {_conditions([r for r in rows if r['seed'] == s])}"
+                    for s in seeds
+                )
+                + ".",
+            ]
             failed = [r for r in rows if not r["passed"]]
             lines += [""] + [
                 f"- {'²' if stopped_at_deadline(r) else '¹'} {r['notebook']}, SEED = {r['seed']}: `{r['error']}`"
@@ -449,10 +458,13 @@ def markdown(result: Mapping) -> list[str]:
 def _describe(rows: Sequence[Mapping], device: str, mode: str) -> str:
     """One column's runs: their dates, commits and torch versions (oldest first; a column
     collects runs of several sittings) and how many notebooks shared the machine."""
-    sel = sorted(
-        (r for r in rows if (r["device"], r["mode"]) == (device, mode)),
-        key=lambda r: r["date"],
-    )
+    sel = [r for r in rows if (r["device"], r["mode"]) == (device, mode)]
+    return f"{device}, {mode} mode: {_conditions(sel)}"
+
+
+def _conditions(rows: Sequence[Mapping]) -> str:
+    """When, at which commits and with which torch some runs ran, and how many notebooks at a time."""
+    sel = sorted(rows, key=lambda r: r["date"])
 
     def listed(key: str) -> str:
         return ", ".join(dict.fromkeys(str(r[key]) for r in sel))
@@ -464,7 +476,7 @@ def _describe(rows: Sequence[Mapping], device: str, mode: str) -> str:
     commits = listed("commit")
     jobs = span(int(r.get("jobs", 1)) for r in sel)
     return (
-        f"{device}, {mode} mode: {span(r['date'] for r in sel)}, "
+        f"{span(r['date'] for r in sel)}, "
         f"commit{'s' if ',' in commits else ''} {commits}, torch {listed('torch')}, "
         + ("one notebook at a time" if jobs == "1" else f"{jobs} notebooks at a time")
     )

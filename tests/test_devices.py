@@ -267,6 +267,11 @@ def test_matrix_markdown_keeps_devices_apart_and_lists_failures(tmp_path):
     assert "| mlp | ✗ 12 s ¹ | ✓ 9 s |" in text
     assert "mlp (CPU (x, 2 cores), quick): `AssertionError: gate`" in text
     assert "SEED = 3" in text and "| gru | ✓ 30 s |" in text
+    # and when and where the other seeds ran: a seed's table collects several sittings
+    assert (
+        "Runs: SEED = 3: 2026-11-27, commit abc, torch 2.x, 2 notebooks at a time."
+        in text
+    )
     # a run stopped at the deadline is no failed gate: it shows as unfinished, with its notes
     stopped = {
         **base,
