@@ -46,6 +46,7 @@ def write_markdown(folder: Path | None = None) -> Path:
         "book_times": book_times.markdown,
     }
     folder = Path(folder or RESULTS)
+    folder.mkdir(parents=True, exist_ok=True)  # `--out` of a run that saved no JSON
     found = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
     lines: list[str] = []
     for name in ORDER:

@@ -285,3 +285,9 @@ def test_a2c_ablation_counts_a_miss_as_the_budget():
     assert s["reached"] == 1 and s["mean"] == pytest.approx(
         (rl_sb3.BUDGET["A2C"] + 10_000) / 2
     )
+
+
+def test_the_page_goes_to_a_new_folder(tmp_path):
+    """`make book` runs with --no-save and an --out folder that nothing has created: the page still gets written."""
+    out = pages.write_markdown(tmp_path / "new" / "folder")
+    assert out.exists() and out.parent == tmp_path / "new" / "folder"
