@@ -219,14 +219,13 @@ def _print_estimate(args, previous) -> None:
         return
     names = args.notebooks or None
     # the timed chapters' total: the whole run's time when every chapter was timed, else a lower bound
-    lines, total = devices.estimate(
+    lines, total, untimed = devices.estimate(
         "full", names, args.jobs, previous, lower_bound=True
     )
     print(
         f"Full mode on {info['device']}: the real training budgets. Recorded wall times per chapter:"
     )
     print("\n".join(lines))
-    untimed = [line.split()[0] for line in lines if "not yet timed" in line]
     if total is None:
         when = "unknown (no chapter was ever timed here)"
     elif not untimed:

@@ -300,18 +300,19 @@ def estimate(
     jobs: int = 1,
     recorded: Mapping | None = None,
     lower_bound: bool = False,
-) -> tuple[list[str], float | None]:
+) -> tuple[list[str], float | None, list[str]]:
     """What running the book in ``mode`` will cost here: per chapter, the latest recorded wall time on this kind
-    of device (this machine's device name first, then any device of the same type), and the whole run's time
-    with ``jobs`` side by side (None if a chapter was never timed on such a device; with ``lower_bound``, the
-    time of the timed chapters alone, which the whole run takes at least)."""
+    of device (this machine's device name first, then any device of the same type), as printable lines; the whole
+    run's time with ``jobs`` side by side (None if a chapter was never timed on such a device; with
+    ``lower_bound``, the time of the timed chapters alone, which the whole run takes at least); and the chapters
+    never timed on such a device, which is what makes the total unknown or a lower bound."""
     info = device_info()
     runs = [
         r
         for r in (recorded or {}).get("runs", [])
         if r["mode"] == mode and r.get("seed", 0) == 0
     ]
-    lines, times = [], []
+    lines, times, untimed = [], [], []
     for path in notebooks_in_toc():
         if notebooks and path.stem not in notebooks:
             continue
@@ -332,6 +333,7 @@ def estimate(
                 f"  {path.stem:12s} not yet timed on a {info['device_type'].upper()}"
             )
             times.append(None)
+            untimed.append(path.stem)
         else:
             lines.append(
                 f"  {path.stem:12s} {pick['wall_s'] / 60:6.1f} min  ({pick['device']}, {pick['date']})"
@@ -343,7 +345,7 @@ def estimate(
         if None in times and not (lower_bound and known)
         else max(sum(known) / max(1, jobs), max(known, default=0.0))
     )
-    return lines, total
+    return lines, total, untimed
 
 
 def _key(row: Mapping) -> tuple:
