@@ -312,7 +312,7 @@ def estimate(
         for r in (recorded or {}).get("runs", [])
         if r["mode"] == mode and r.get("seed", 0) == 0
     ]
-    lines, times, untimed = [], [], []
+    lines, known, untimed = [], [], []
     for path in notebooks_in_toc():
         if notebooks and path.stem not in notebooks:
             continue
@@ -332,17 +332,15 @@ def estimate(
             lines.append(
                 f"  {path.stem:12s} not yet timed on a {info['device_type'].upper()}"
             )
-            times.append(None)
             untimed.append(path.stem)
         else:
             lines.append(
                 f"  {path.stem:12s} {pick['wall_s'] / 60:6.1f} min  ({pick['device']}, {pick['date']})"
             )
-            times.append(pick["wall_s"])
-    known = [t for t in times if t is not None]
+            known.append(pick["wall_s"])
     total = (
         None
-        if None in times and not (lower_bound and known)
+        if untimed and not (lower_bound and known)
         else max(sum(known) / max(1, jobs), max(known, default=0.0))
     )
     return lines, total, untimed
