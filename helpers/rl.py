@@ -352,15 +352,22 @@ def run_many(
     *,
     jobs: int | None = None,
     desc: str = "runs",
+    device: torch.device | str | None = None,
 ) -> list:
     """``[fn(**kwargs) for kwargs in calls]``, computed by ``jobs`` processes side by side (default
     :func:`parallel_jobs`), in the order of ``calls``.
+
+    ``device`` says where the runs train. Only CPU runs go side by side: on an accelerator they run one after
+    the other in this process, since separate processes would each start the accelerator's runtime and then
+    share one device anyway.
 
     Each run seeds itself from its arguments, so the results are the same as one after the other; only the wall
     time changes. The worker processes are *spawned* (fresh interpreters), which is safe in Jupyter on every
     platform, unlike forking a process that already runs PyTorch threads; ``fn`` and its arguments travel by
     ``cloudpickle``, so a function defined in the notebook (an edited loss, say) works too.
     """
+    if device is not None and torch.device(device).type != "cpu":
+        jobs = 1
     jobs = jobs or parallel_jobs(len(calls))
     if jobs <= 1:
         return [fn(**kwargs) for kwargs in tqdm(calls, desc=desc)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -135,6 +137,17 @@ def test_run_many_gives_the_sequential_results_in_order(monkeypatch):
         return _square_seeded(seed, scale) + 1.0
 
     assert rl.run_many(edited, calls, jobs=2) == [w + 1.0 for w in want]
+
+
+def _pid(seed: int) -> int:
+    return os.getpid()
+
+
+def test_run_many_keeps_accelerator_runs_in_this_process():
+    # on a GPU one process per run would start CUDA in each: the runs stay here, one after the other
+    calls = [{"seed": s} for s in range(3)]
+    assert rl.run_many(_pid, calls, jobs=2, device="meta") == [os.getpid()] * 3
+    assert os.getpid() not in rl.run_many(_pid, calls, jobs=2, device="cpu")
 
 
 def test_parallel_jobs_follows_the_thread_budget(monkeypatch):
