@@ -159,10 +159,14 @@ def torch_policy(
     return act
 
 
-def mean_std(values: Sequence[float] | np.ndarray) -> str:
-    """``"mean ± std (n=...)"``: how every RL chapter prints a result over seeds or episodes."""
+def mean_std(values: Sequence[float] | np.ndarray, digits: int = 1) -> str:
+    """``"mean ± std (n=...)"``: how every RL chapter prints a result over seeds or episodes.
+
+    One decimal suits returns; pass more ``digits`` for values near 1 (ratios, success rates), where one decimal
+    would show 0.988 as a perfect 1.0.
+    """
     v = np.asarray(values, dtype=float)
-    return f"{v.mean():.1f} ± {v.std():.1f} (n={v.size})"
+    return f"{v.mean():.{digits}f} ± {v.std():.{digits}f} (n={v.size})"
 
 
 def moving_average(x: Sequence[float] | np.ndarray, window: int) -> np.ndarray:

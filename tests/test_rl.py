@@ -58,6 +58,7 @@ def test_torch_policy_greedy_and_continuous():
 def test_moving_average_and_mean_std():
     assert np.allclose(rl.moving_average([1, 2, 3, 4], 2), [1, 1.5, 2.5, 3.5])
     assert rl.mean_std([1, 3]) == "2.0 ± 1.0 (n=2)"
+    assert rl.mean_std([0.98, 0.996], digits=3) == "0.988 ± 0.008 (n=2)"
     with pytest.raises(ValueError):
         rl.moving_average([1.0], 0)
 
