@@ -204,8 +204,15 @@ def markdown(result: Mapping) -> list[str]:
     lines = [
         "### The whole book: wall time per notebook",
         "",
-        "Every notebook executed one after the other in a fresh kernel (`make bench-book MODE=full|quick`). "
-        "Full mode is the real training budget, meant for a GPU; quick mode is what CI runs on 2 CPU cores.",
+        "Every notebook executed one after the other in a fresh kernel (`python -m benchmarks book --mode "
+        "full|quick`). Full mode is the real training budget, meant for a GPU; quick mode is what CI runs on 2 "
+        "CPU cores."
+        + (
+            f" Measured {result['finished'][:10]}: chapters changed since then take longer or shorter, and the "
+            "device matrix has later timings."
+            if result.get("finished")
+            else ""
+        ),
         "",
     ]
     modes = result["modes"]
@@ -240,6 +247,6 @@ def markdown(result: Mapping) -> list[str]:
     if absent:
         lines += [
             "",
-            f"Not timed yet in {' or '.join(absent)} mode: `make bench-book MODE={absent[0]}` adds that column.",
+            f"Not timed yet in {' or '.join(absent)} mode: `python -m benchmarks book --mode {absent[0]}` adds that column.",
         ]
     return lines

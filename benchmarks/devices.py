@@ -371,10 +371,11 @@ def markdown(result: Mapping) -> list[str]:
         {(r["device"], r["mode"]) for r in main}, key=lambda c: (c[0], c[1] != "quick")
     )
     lines = [
-        "Every notebook executed in a fresh kernel, several at a time, by `make gpu-check` "
-        "(`python -m benchmarks devices`): ✓ passed every quality gate, ✗ failed (the assertion is listed "
-        "below the table), unfinished: stopped at the run's deadline (no verdict); the time is the "
-        "notebook's wall time with other notebooks running beside it.",
+        "Every notebook executed in a fresh kernel, one or several at a time (the notes below say which), by "
+        "`make gpu-check` or `make bench-book` (`python -m benchmarks devices`): ✓ passed every quality gate, "
+        "✗ failed (the assertion is listed below the table), unfinished: stopped at the run's deadline (no "
+        "verdict); the time is the notebook's wall time, with other notebooks beside it where several ran at a "
+        "time.",
         "",
     ]
     if columns:

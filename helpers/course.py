@@ -114,8 +114,8 @@ def _notes(
             f"{d}, {m} mode: measured {date} with {what} "
             f"notebook{'s' if shared else ''} at a time"
             + (
-                "; other notebooks ran beside each one, so a notebook alone "
-                "runs faster: read these times as upper bounds."
+                "; where other notebooks ran beside one, it would have run faster "
+                "alone: read those times as upper bounds."
                 if shared
                 else "."
             )
