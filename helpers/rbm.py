@@ -133,7 +133,8 @@ def cd_step(
             .mean()
             .item()
         )
-    # probabilities instead of binary samples in the negative phase: same expectation, less noise
+    # probabilities instead of binary samples in the negative phase: less noise, at the price of a small bias
+    # (the free energy is not linear in v, so this is not the same expectation)
     loss = rbm.free_energy(v0).mean() - rbm.free_energy(p_vk).mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -220,8 +221,10 @@ class DBN(nn.Module):
     ) -> list[list[float]]:
         """Greedy layer-wise pretraining: train RBM 1 on the data, RBM 2 on RBM 1's hidden probabilities, ...
 
-        Each new layer models the distribution of the features below it, which (Hinton et al. 2006) never
-        lowers a variational bound on the data's log-likelihood. Returns each RBM's reconstruction errors.
+        Each new layer models the distribution of the features below it. Hinton et al. (2006) show that adding a
+        layer cannot lower a variational bound on the data's log-likelihood when it starts from the transposed
+        weights of the layer below and is trained by maximum likelihood on posterior samples; this greedy CD
+        version keeps the idea, not the guarantee. Returns each RBM's reconstruction errors.
         """
         histories = []
         x = data
