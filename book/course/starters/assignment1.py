@@ -172,6 +172,6 @@ else:
 # ✏️ *Your answer, 150 to 250 words, in this cell.* At which training-set size is the
 # gap between the CNN and the MLP largest, and does it grow or shrink with more data?
 # Explain it with what weight sharing and pooling assume about images and with the
-# parameter counts printed above. Name one choice in this setup that could change the
-# conclusion (for example the fixed number of gradient steps) and say how you would test
-# it.
+# parameter counts printed above (which model has more, and where do they sit?). Name
+# one choice in this setup that could change the conclusion (for example the fixed
+# number of gradient steps) and say how you would test it.

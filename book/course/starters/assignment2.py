@@ -94,7 +94,9 @@ check("positional_encoding", positional_encoding)
 # each half; the target is the sum of the two marked numbers. `seq.adding_problem(n,
 # seq_len, seed)` makes `n` such sequences, shape (n, seq_len, 2), and their targets
 # (n,). Always answering 1 scores a mean squared error near 0.167 (`baseline_mse`
-# below): a model that cannot remember the first number does about that well.
+# below). A model that uses the second number but cannot remember the first one can
+# answer 0.5 + x2 and reach 1/12 = 0.083: only an error clearly below 0.083 shows
+# memory.
 #
 # 1. Write `train_adding`: train `make_model(cell)` with Adam on fresh batches (a new
 #    seed for every step) for `STEPS` steps, clipping the gradient norm to 1, and return
@@ -102,7 +104,7 @@ check("positional_encoding", positional_encoding)
 # 2. Write `run_experiment` for the cells "rnn", "lstm" and "gru", every length in
 #    `SEQ_LENGTHS` and every seed in `SEEDS`.
 # 3. Write `plot_results`: test MSE against sequence length, one line per cell with the
-#    spread over seeds, and the baseline as a horizontal line.
+#    spread over seeds, and the baseline and 1/12 as horizontal lines.
 
 # %%
 SEQ_LENGTHS = pick(full=[10, 25, 50, 100], quick=[10, 25])
@@ -116,7 +118,9 @@ CELLS = ["rnn", "lstm", "gru"]
 
 def make_model(cell):
     """A one-layer recurrent network ("rnn", "lstm" or "gru") with HIDDEN units that
-    reads 2 features per step and predicts one number from its last hidden state."""
+    reads 2 features per step and predicts one number from its last hidden state:
+    output shape (batch, 1), so squeeze it before comparing with targets of shape
+    (batch,) (mse_loss would otherwise broadcast to (batch, batch))."""
     return seq.make_classifier(cell, 2, HIDDEN, 1)
 
 
@@ -176,9 +180,9 @@ else:
 # ## Part 5 (30 points): interpretation
 #
 # ✏️ *Your answer, 150 to 250 words, in this cell.* Up to which length does each cell
-# beat the baseline clearly, and how consistent is that over the seeds? Explain the
-# difference between the plain RNN and the gated cells with what you wrote in part 1
-# (the cell state and the forget gate) and with the vanishing gradient. Would a
-# Transformer encoder with the positional encoding of part 3 have the same difficulty
-# with long sequences? Argue from how attention connects the two marked steps, and say
-# what it would cost instead.
+# get clearly below 1/12, and how consistent is that over the seeds? Explain the
+# difference (or its absence) between the plain RNN and the gated cells with what you
+# wrote in part 1 (the cell state and the forget gate) and with the vanishing gradient.
+# Would a Transformer encoder with the positional encoding of part 3 have the same
+# difficulty with long sequences? Argue from how attention connects the two marked
+# steps, and say what it would cost instead.

@@ -82,10 +82,10 @@ check("discounted_returns", discounted_returns)
 # %% [markdown]
 # ## Part 4 (10 points): the policy-gradient loss
 #
-# REINFORCE and A2C minimise $-\frac{1}{T}\sum_t \log \pi(a_t \mid s_t)\, A_t$: its
-# gradient is the policy gradient. The advantages $A_t$ come from the critic (they may
-# require grad), but the policy's loss must not train the critic: no gradient may flow
-# into them.
+# REINFORCE and A2C minimise $-\frac{1}{T}\sum_t \log \pi(a_t \mid s_t)\, A_t$:
+# minimising it follows the policy gradient (its gradient is minus the estimate). The
+# advantages $A_t$ come from the critic (they may require grad), but the policy's loss
+# must not train the critic: no gradient may flow into them.
 
 
 # %%
@@ -109,7 +109,7 @@ check("policy_gradient_loss", policy_gradient_loss)
 # - **decaying**: $\varepsilon$ falls linearly from 1 to 0.05 over the first half of the
 #   episodes, then stays at 0.05, $Q_0 = 0$;
 # - **optimistic**: greedy ($\varepsilon = 0$), every $Q(s, a)$ starting at
-#   `OPTIMISTIC`, more than any return an episode can bring.
+#   `OPTIMISTIC`, at least as large as any true value Q*(s, a).
 #
 # 1. Write `q_learning`: one training run; return the return of every episode, and the
 #    table.
