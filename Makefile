@@ -10,6 +10,14 @@ MATHJAX    := _build/mathjax/package/es5
 RESULTS    := $(CURDIR)/_build/results
 RECORDS    := benchmarks/results/full_records
 
+# Relative DLBOOK_DATA folders are meant from here, the repository root, but every notebook runs in its own folder:
+# make them absolute (several folders are separated by ':') before anything runs.
+empty :=
+space := $(empty) $(empty)
+ifneq ($(strip $(DLBOOK_DATA)),)
+export DLBOOK_DATA := $(subst $(space),:,$(abspath $(subst :, ,$(DLBOOK_DATA))))
+endif
+
 .PHONY: install book book-quick test lint unit notebooks site-quick slides bench bench-book gpu-check repo-url clean
 
 # pip would byte-compile the packages' 19,000 files on one core, about a third of the install's time; compileall
@@ -139,11 +147,14 @@ gpu-check: install
 	    --records $(RECORDS)
 
 ## Point the book at another repository (a fork): make repo-url URL=https://github.com/you/dlbook
+## (the URL in _config.yml, pyproject.toml, the notebooks' install cells, and the README's links, Colab's too)
 repo-url:
 	@test -n "$(URL)" || (echo "usage: make repo-url URL=https://github.com/<you>/<repo>" && exit 2)
 	$(PYTHON) -c "import sys,re,pathlib; old=re.search(r'^  url: (\S+)', pathlib.Path('_config.yml').read_text(), re.M).group(1); \
 	files=[pathlib.Path(p) for p in ['_config.yml','pyproject.toml','README.md']]+sorted(pathlib.Path('book').rglob('*.ipynb')); \
-	[f.write_text(f.read_text().replace(old, sys.argv[1])) for f in files]; print('repository URL:', old, '->', sys.argv[1])" "$(URL)"
+	colab=lambda u: u.replace('https://github.com/', 'colab.research.google.com/github/'); \
+	[f.write_text(f.read_text().replace(colab(old), colab(sys.argv[1])).replace(old, sys.argv[1])) for f in files]; \
+	print('repository URL:', old, '->', sys.argv[1])" "$(URL)"
 
 clean:
 	rm -rf _build

@@ -1,7 +1,7 @@
-"""``python -m benchmarks [rl] [mnist] [cifar]``, ``python -m benchmarks book --mode full|quick`` and
+"""``python -m benchmarks [rl] [a3c] [mnist] [cifar]``, ``python -m benchmarks book --mode full|quick`` and
 ``python -m benchmarks devices`` (the device matrix, ``make gpu-check``).
 
-Without names it runs the three comparisons (the CIFAR-10 one only does something on a GPU), writes one JSON
+Without names it runs the four comparisons (the CIFAR-10 one only does something on a GPU), writes one JSON
 file per comparison to ``benchmarks/results/`` and regenerates ``benchmarks/results/benchmarks.md``, which the
 book's results page includes. See ``benchmarks/README.md`` for what each one measures.
 """

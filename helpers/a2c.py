@@ -486,7 +486,9 @@ def episode_advantages(
     """The weight Psi_t that multiplies grad log pi(a_t|s_t) in each policy-gradient estimator (no gradient).
 
     - ``"reinforce"``: the Monte-Carlo return G_t (the reward-to-go) itself;
-    - ``"baseline"``:  G_t - V(s_t), REINFORCE with the critic as a baseline;
+    - ``"baseline"``:  G_t - V(s_t), REINFORCE with the critic as a baseline, except that where the time
+      limit cut an episode G_t also adds the critic's discounted value of the last state, as A2C does
+      (:func:`reinforce_loss` with ``baseline=True`` does not);
     - ``"a2c"``:       the n-step return minus V(s_t), cut every ``n`` steps as A2C's rollouts of length ``n`` do.
 
     All three use :func:`n_step_returns`; the estimators differ only in where they bootstrap.

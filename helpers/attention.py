@@ -173,7 +173,8 @@ class EncoderBlock(nn.Module):
     Normalising *before* each sub-layer (Xiong et al., 2020) keeps a clean residual path from input to
     output, so small models train with Adam without the learning-rate warm-up the original post-LN layout
     needs. Equivalent to ``nn.TransformerEncoderLayer(norm_first=True, batch_first=True, activation="gelu")``
-    (see :func:`copy_to_torch_encoder_layer`).
+    (see :func:`copy_to_torch_encoder_layer`), except that a boolean mask means the opposite there: in PyTorch
+    ``True`` masks a key out, here ``True`` means "may attend".
     """
 
     def __init__(

@@ -244,10 +244,10 @@ def linear_schedule(start: float, end: float, duration: int, t: int) -> float:
 class DQNConfig:
     """Every knob of a DQN run; the defaults are the chapter's recipe for CartPole-v1.
 
-    Learning rate, exploration and update schedule (one gradient step every 2
-    environment steps, a target refresh every 256) follow rl-baselines3-zoo's CartPole
-    recipe; with them every seed reaches 475 within the zoo's 50,000-step budget (the
-    chapter's ablation). ``train_freq`` and ``gradient_steps`` can also express the
+    Learning rate and exploration follow rl-baselines3-zoo's CartPole recipe, and the
+    update schedule (one gradient step every 2 environment steps, a target refresh every
+    256) has its numbers of updates and refreshes per environment step; with them every
+    seed reaches 475 within the zoo's 50,000-step budget (the chapter's ablation). ``train_freq`` and ``gradient_steps`` can also express the
     zoo's own schedule (128 gradient steps every 256 environment steps).
     """
 
@@ -257,9 +257,8 @@ class DQNConfig:
     gamma: float = 0.99
     batch_size: int = 64
     buffer_size: int = 50_000
-    learning_starts: int = (
-        1_000  # random steps that fill the buffer before the first update
-    )
+    # epsilon-greedy steps (epsilon near 1) that fill the buffer before the first update
+    learning_starts: int = 1_000
     train_freq: int = 2  # gradient_steps updates every train_freq environment steps
     gradient_steps: int = 1
     target_update: int = (

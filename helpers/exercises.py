@@ -899,8 +899,9 @@ def _gae(fn: Callable) -> Iterator[Case]:
                 (
                     _gae_reference(*args, cut_td=False),
                     (
-                        "where dones[t] is True the TD error bootstraps from the next episode's first state (values[t + 1], "
-                        "or last_values at the last step); there delta_t = r_t - V_t: multiply V_next by (1 - done_t)"
+                        "where dones[t] is True the TD error still bootstraps from values[t + 1] (or last_values at the "
+                        "last step); in this exercise every episode end counts as terminal, so there delta_t = r_t - V_t: "
+                        "multiply V_next by (1 - done_t)"
                     ),
                 ),
                 (
@@ -1004,8 +1005,8 @@ def _gae(fn: Callable) -> Iterator[Case]:
         ends(4, 1, (3, 0)),
         0.9,
         0.9,
-        "dones[T - 1] is True: last_values is the next episode's first state, do not "
-        "bootstrap from it",
+        "dones[T - 1] is True: in this exercise every episode end counts as terminal, so do "
+        "not bootstrap from last_values there",
     )
     columns = (
         "each column is one environment: run the recursion backwards over time (dim 0) for all columns "

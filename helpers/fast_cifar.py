@@ -92,8 +92,9 @@ def decoupled_sgd(
 ) -> tuple[float, float]:
     """``(lr, weight_decay)`` in PyTorch's units from the decoupled form of airbench's write-up.
 
-    There, ``lr`` is the step per 1,024 examples divided by Nesterov momentum's gain
-    ``1 + 1/(1 - momentum)`` (the factor by which momentum lengthens steps under a constant gradient),
+    There, ``lr`` is the step per 1,024 examples divided by airbench's normaliser
+    ``1 + 1/(1 - momentum)`` (airbench calls it Nesterov momentum's gain; under a constant gradient the
+    steps actually lengthen by ``1/(1 - momentum)``, so the two differ by a constant that tuning absorbs),
     and ``weight_decay`` is the decay per 1,024 examples, independent of the learning rate. Tuned in
     that form, momentum, batch size and decay can each be changed without re-tuning the others.
     """
@@ -175,7 +176,7 @@ class Scale(nn.Module):
 def compact_net(
     c_in: int, widths: Sequence[int], num_classes: int = 10
 ) -> nn.Sequential:
-    """Three conv groups and a max-pool head: 8 convolutions like ResNet-9, fewer channels, no skips."""
+    """Three conv groups and a max-pool head: 6 convolutions (ResNet-9 has 8), fewer channels, no skips."""
     a, b, c = widths
     return nn.Sequential(
         ConvGroup(c_in, a),

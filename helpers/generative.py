@@ -294,7 +294,7 @@ def gaussian_stats(
 def frechet_distance(
     mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
 ) -> float:
-    """Fréchet (2-Wasserstein) distance between the Gaussians N(mu1, sigma1) and N(mu2, sigma2).
+    """Squared Fréchet (2-Wasserstein) distance between the Gaussians N(mu1, sigma1) and N(mu2, sigma2).
 
     ``||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^(1/2))``: the formula behind FID.
     The trace of the matrix square root equals ``sum(sqrt(eig(A sigma2 A)))`` with ``A = sigma1^(1/2)``, and

@@ -8,7 +8,8 @@ and runs on any device PyTorch supports.
 
 Training uses contrastive divergence (CD-k, Hinton 2002) or persistent CD (Tieleman 2008). We write the
 update as the gradient of ``mean F(v_data) - mean F(v_model)``, with ``F`` the free energy: its gradient
-with respect to ``W, b, c`` is exactly the CD estimate of the negative log-likelihood gradient, so any
+with respect to ``W, b, c`` is exactly the CD estimate of the negative log-likelihood gradient (with binary
+negative samples; :func:`cd_step` uses their probabilities, less noisy and slightly biased), so any
 PyTorch optimiser (momentum, weight decay) can apply it.
 
 A DBN (Hinton, Osindero & Teh 2006) is a stack of RBMs trained greedily, each on the hidden

@@ -606,10 +606,11 @@ def recall_task(
 def adding_problem(
     n: int, seq_len: int, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The adding problem (Hochreiter & Schmidhuber 1997): output the sum of the two marked numbers.
+    """The adding problem of Hochreiter & Schmidhuber (1997), in the later variant of Le et al. (2015) and
+    Arjovsky et al. (2016): output the sum of the two marked numbers.
 
     Channel 0 holds uniform random numbers in [0, 1); channel 1 marks two positions, one in the first half
-    and one in the second half, so the first marked number must be held for about ``seq_len / 2`` steps.
+    and one in the second half, so the first marked number must be held for at least ``seq_len / 2`` steps.
     Always predicting 1 gives a mean squared error of about 0.167; solving it means an error near 0.
     """
     if n < 1 or seq_len < 2:
