@@ -247,8 +247,9 @@ class DQNConfig:
     Learning rate and exploration follow rl-baselines3-zoo's CartPole recipe, and the
     update schedule (one gradient step every 2 environment steps, a target refresh every
     256) has its numbers of updates and refreshes per environment step; with them every
-    seed reaches 475 within the zoo's 50,000-step budget (the chapter's ablation). ``train_freq`` and ``gradient_steps`` can also express the
-    zoo's own schedule (128 gradient steps every 256 environment steps).
+    seed reaches 475 within the zoo's 50,000-step budget (the chapter's ablation).
+    ``train_freq`` and ``gradient_steps`` can also express the zoo's own schedule (128
+    gradient steps every 256 environment steps).
     """
 
     env_id: str = "CartPole-v1"

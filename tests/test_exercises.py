@@ -443,7 +443,7 @@ DDQN_MISTAKES = {
 GAE_MISTAKES = {
     "no_dones": (2, "you ignored dones"),
     "recursion_across": (3, "the recursion runs across the episode's end"),
-    "td_across": (2, "every episode end counts as terminal"),
+    "td_across": (2, "the TD error still bootstraps from values[t + 1]"),
     "no_last": (1, "must bootstrap from last_values"),
     "off_by_one": (0, "is values[t + 1]"),
     "no_lam": (2, "gamma * lam, not gamma"),
