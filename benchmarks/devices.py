@@ -37,6 +37,31 @@ from .book_times import execute, notebooks_in_toc
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def printed_output(executed: Path) -> str:
+    """What an executed notebook printed, cell by cell (standard output only: no plots, no progress bars).
+
+    Kept beside a full-mode record as ``<chapter>.out.txt``: a chapter quotes numbers of its full-mode run (per-seed
+    values, ranges) that the record's few metrics do not hold, and this is where a reader can check them.
+    """
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    parts = []
+    for cell in nb.cells:
+        text = "".join(
+            out.get("text", "")
+            for out in cell.get("outputs", [])
+            if out.get("output_type") == "stream" and out.get("name") == "stdout"
+        )
+        if text.strip():
+            lines = (
+                cell.source.strip().splitlines()
+            )  # the cell's first line says which it is
+            more = " ..." if len(lines) > 1 else ""
+            parts.append(f">>> {lines[0]}{more}\n{text.rstrip()}\n")
+    return "\n".join(parts)
+
+
 def device_info() -> dict:
     """What the notebooks will run on here: ``helpers.get_device()``'s choice, named."""
     import torch
@@ -149,7 +174,7 @@ def run(
     running: list[tuple[subprocess.Popen, Path, str, Path, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if cache is not None and keep is None:
+        if (cache is not None or records is not None) and keep is None:
             keep = tmp / "executed"
         beat = time.perf_counter()
 
@@ -184,6 +209,12 @@ def run(
             ):
                 records.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(record, records / record.name)
+                printed = records / f"{path.stem}.out.txt"
+                executed = keep / f"{mode}-{path.stem}.ipynb"
+                if executed.exists():
+                    printed.write_text(printed_output(executed))
+                else:  # never leave the printed output of an older run beside a new record
+                    printed.unlink(missing_ok=True)
             if cache is not None and row["passed"] and seed is None:
                 _add_to_cache(
                     cache, path, keep / f"{mode}-{path.stem}.ipynb", row["wall_s"]

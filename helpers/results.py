@@ -324,8 +324,19 @@ def headline_table(results: Sequence[Mapping], records: Sequence[Mapping] = ()) 
     return "\n".join(lines) + "\n"
 
 
+def load_record(path: Path) -> dict:
+    """A committed full-mode record (``<chapter>.json``), with what its run printed (``<chapter>.out.txt``, kept by
+    the book's runner beside the record) under ``"printed"`` where that file exists."""
+    record = json.loads(path.read_text())
+    printed = path.with_name(f"{path.stem}.out.txt")
+    if printed.exists():
+        record["printed"] = printed.read_text()
+    return record
+
+
 def records_table(records: Sequence[Mapping]) -> str:
-    """The committed full-mode records: what each chapter reached with the real budgets, and where it ran."""
+    """The committed full-mode records: what each chapter reached with the real budgets, and where it ran; below
+    the table, what each run printed (folded), so that every number a chapter quotes from it can be checked."""
     if not records:
         return "No full-mode record committed yet (`make gpu-check` on a GPU machine records them).\n"
     lines = [
@@ -337,6 +348,20 @@ def records_table(records: Sequence[Mapping]) -> str:
             f"| {r['chapter']} | {_headline(r)} | {r['data']} | {r['wall_time_s'] / 60:.1f} min "
             f"| {_where(r)} |"
         )
+    fence = "`" * 3
+    for r in _book_order(records):
+        if r.get("printed"):
+            lines += [
+                "",
+                "<details>",
+                f"<summary>{r['chapter']}: what the full-mode run printed ({_where(r)})</summary>",
+                "",
+                f"{fence}text",
+                r["printed"].rstrip().replace(fence, "'''"),
+                fence,
+                "",
+                "</details>",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -418,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if folder is None:
             print(main.__doc__)
             return 2
-        records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+        records = [load_record(p) for p in sorted(folder.glob("*.json"))]
         del args[i : i + 2]
     if not args:
         print(main.__doc__)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import nbformat
@@ -137,14 +138,33 @@ def test_full_mode_on_a_cpu_only_for_the_named_notebooks(tmp_path, monkeypatch):
             "cores": 2,
         },
     )
-    ok = notebook(tmp_path / "ok.ipynb", "SEED = 0")
+    ok = notebook(
+        tmp_path / "ok.ipynb",
+        "SEED = 0",
+        "import torch, helpers\n"
+        'helpers.results.record("ok", {"acc": 0.5}, device=torch.device("cpu"))\n'
+        'print("accuracy 0.5000")',
+    )
     other = notebook(tmp_path / "other.ipynb", "SEED = 0")
+    records = tmp_path / "records"
+    (records / "ok.out.txt").parent.mkdir()
+    (records / "ok.out.txt").write_text("printed by an older run")
     result = devices.run(
-        ["full"], jobs=1, threads=1, full_on_cpu=["ok"], paths=[ok, other]
+        ["full"],
+        jobs=1,
+        threads=1,
+        full_on_cpu=["ok"],
+        paths=[ok, other],
+        records=records,
     )
     assert [r["notebook"] for r in result["runs"]] == ["ok"] and result[
         "new"
     ] == result["runs"]
+    # the passed full-mode run's record, and beside it what the run printed
+    assert json.loads((records / "ok.json").read_text())["metrics"] == {"acc": 0.5}
+    assert (records / "ok.out.txt").read_text() == (
+        ">>> import torch, helpers ...\naccuracy 0.5000\n"
+    )
 
 
 def test_passed_notebooks_land_in_the_execution_cache_that_the_build_reads(tmp_path):

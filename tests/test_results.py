@@ -183,7 +183,32 @@ def test_full_mode_records_beside_the_quick_numbers(folder, tmp_path, monkeypatc
         "| cnn | MNIST test accuracy 0.9926 | MNIST, 60,000 |" in table
         and "commit" in table
     )
+    assert "<details>" not in table  # no printed output kept for this record
+    # what the run printed, kept beside its record, unfolds below the table
+    (records / "cnn.out.txt").write_text(">>> print(acc)\ntest accuracy 0.9926\n")
+    assert results.main([str(out), "quick", "--records", str(records)]) == 0
+    table = (tmp_path / "_records.md").read_text()
+    assert (
+        "<summary>cnn: what the full-mode run printed (cpu" in table
+        and "```text\n>>> print(acc)\ntest accuracy 0.9926\n```" in table
+    )
     assert results.main([str(out), "quick", "--records"]) == 2
+
+
+def test_every_committed_record_with_printed_output_matches_it():
+    """A record's printed output must be its own run's: every metric of the record appears in it."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks/results/full_records"
+    for printed in sorted(folder.glob("*.out.txt")):
+        record = results.load_record(
+            printed.with_name(printed.name[: -len(".out.txt")] + ".json")
+        )
+        for key, value in record["metrics"].items():
+            if isinstance(value, float) and abs(value) >= 1e-3:
+                digits = (2, 3, 4) if abs(value) < 10 else (0, 1, 2)  # as printed
+                shown = {f"{value:.{d}f}" for d in digits} | {f"{value:,.0f}"}
+                assert any(s in record["printed"] for s in shown), (printed.name, key)
 
 
 def test_metric_names_read_as_words_and_missing_values_say_so(folder):
