@@ -54,9 +54,8 @@ def printed_output(executed: Path) -> str:
             if out.get("output_type") == "stream" and out.get("name") == "stdout"
         )
         if text.strip():
-            lines = (
-                cell.source.strip().splitlines()
-            )  # the cell's first line says which it is
+            # headed by the cell's first line, which says which cell it is
+            lines = cell.source.strip().splitlines()
             more = " ..." if len(lines) > 1 else ""
             parts.append(f">>> {lines[0]}{more}\n{text.rstrip()}\n")
     return "\n".join(parts)
@@ -200,6 +199,7 @@ def run(
             rows[_key(row)] = row
             new.append(row)
             record = (results or tmp / "results") / "full" / f"{path.stem}.json"
+            executed = keep / f"{mode}-{path.stem}.ipynb" if keep else None
             if (
                 records is not None
                 and mode == "full"
@@ -210,15 +210,12 @@ def run(
                 records.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(record, records / record.name)
                 printed = records / f"{path.stem}.out.txt"
-                executed = keep / f"{mode}-{path.stem}.ipynb"
                 if executed.exists():
                     printed.write_text(printed_output(executed))
                 else:  # never leave the printed output of an older run beside a new record
                     printed.unlink(missing_ok=True)
             if cache is not None and row["passed"] and seed is None:
-                _add_to_cache(
-                    cache, path, keep / f"{mode}-{path.stem}.ipynb", row["wall_s"]
-                )
+                _add_to_cache(cache, path, executed, row["wall_s"])
             verdict = "passed" if row["passed"] else f"FAILED: {row['error']}"
             print(
                 f"{mode:5s} {path.stem:12s} {row['wall_s']:7.1f} s  {verdict}",
