@@ -71,7 +71,8 @@ lint: install
 unit: install
 	$(PY) -m pytest -q -p no:cacheprovider -n $(NB_WORKERS) tests
 
-## nbval re-runs every notebook in quick mode; tests/nbval_outputs.py keeps the outputs in $(EXECUTED).
+## nbval re-runs every notebook in quick mode; tests/nbval_outputs.py keeps the outputs in $(EXECUTED) and prints
+## each notebook's time at the end (pytest's own list below it: the 30 slowest cells and tests).
 ## NB_WORKERS notebooks run side by side (pytest-xdist, one whole notebook per worker), each with NB_THREADS
 ## threads: on a 2-core CI machine two single-threaded notebooks finish far sooner than one after the other.
 NB_WORKERS ?= 2
@@ -80,7 +81,7 @@ notebooks: install
 	rm -rf $(EXECUTED) $(RESULTS)/quick
 	DLBOOK_QUICK=1 TQDM_DISABLE=1 OMP_NUM_THREADS=$(NB_THREADS) DLBOOK_EXECUTED=$(EXECUTED) DLBOOK_RESULTS=$(RESULTS) \
 	    $(PY) -m pytest -q -p no:cacheprovider -p tests.nbval_outputs --nbval-lax -n $(NB_WORKERS) --dist loadfile \
-	    --durations=0 book $(UNIT)
+	    --durations=30 book $(UNIT)
 
 ## The quick site from the notebooks `make notebooks` executed (no second execution), then the checks on its HTML:
 ## static checks, and the pages opened in headless Chromium (Debian: apt install chromium chromium-driver), and one

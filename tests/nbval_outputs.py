@@ -6,6 +6,9 @@ and ``DLBOOK_EXECUTED=<folder>``, each notebook nbval ran is written to ``<folde
 nbval received from the kernel; the website is then built from those copies with execution turned off.
 The outputs are the real ones of the test run: what the site shows is exactly what was tested. Works with
 pytest-xdist's ``--dist loadfile`` (each notebook runs whole on one worker, which writes it).
+
+It also prints, at the end of the run, each notebook's time: the sum of its cells' times (kernel start-up not
+included), longest first, so that a chapter that outgrows the CI budget is seen at a glance.
 """
 
 from __future__ import annotations
@@ -37,3 +40,28 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         target = Path(folder) / path.resolve().relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, target)
+
+
+_CELL_SECONDS: dict[str, list[float]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the time of every notebook cell (with xdist: on the controller, from every worker's reports)."""
+    path = report.nodeid.split("::", 1)[0]
+    if report.when == "call" and path.endswith(".ipynb"):
+        _CELL_SECONDS.setdefault(path, []).append(report.duration)
+
+
+def notebook_times(cell_seconds: dict[str, list[float]]) -> list[str]:
+    """One line per notebook, longest first, then the total."""
+    rows = sorted(cell_seconds.items(), key=lambda kv: -sum(kv[1]))
+    lines = [f"{sum(s):7.1f} s  {len(s):3d} cells  {path}" for path, s in rows]
+    total = sum(sum(s) for s in cell_seconds.values())
+    return lines + [f"{total:7.1f} s  in all, the notebooks one after the other"]
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _CELL_SECONDS and not hasattr(terminalreporter.config, "workerinput"):
+        terminalreporter.write_sep("=", "time per notebook (sum of its cells)")
+        for line in notebook_times(_CELL_SECONDS):
+            terminalreporter.write_line(line)

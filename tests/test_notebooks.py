@@ -166,3 +166,12 @@ def test_every_code_cell_fits_one_screen(path):
     assert not long, (
         f"{path.stem}: code cells over 40 lines (cell index, lines): {long}"
     )
+
+
+def test_the_nbval_plugin_adds_up_each_notebooks_cell_times():
+    from tests.nbval_outputs import notebook_times
+
+    lines = notebook_times({"book/a.ipynb": [1.0, 2.0], "book/b.ipynb": [5.0]})
+    assert lines[0] == "    5.0 s    1 cells  book/b.ipynb"  # longest first
+    assert lines[1] == "    3.0 s    2 cells  book/a.ipynb"
+    assert lines[2] == "    8.0 s  in all, the notebooks one after the other"
