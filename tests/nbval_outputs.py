@@ -42,16 +42,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         nbformat.write(nb, target)
 
 
-_CELL_SECONDS: dict[str, list[float]] = {}
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Collect the time of every notebook cell (with xdist: on the controller, from every worker's reports)."""
-    path = report.nodeid.split("::", 1)[0]
-    if report.when == "call" and path.endswith(".ipynb"):
-        _CELL_SECONDS.setdefault(path, []).append(report.duration)
-
-
 def notebook_times(cell_seconds: dict[str, list[float]]) -> list[str]:
     """One line per notebook, longest first, then the total."""
     rows = sorted(cell_seconds.items(), key=lambda kv: -sum(kv[1]))
@@ -61,7 +51,17 @@ def notebook_times(cell_seconds: dict[str, list[float]]) -> list[str]:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    if _CELL_SECONDS and not hasattr(terminalreporter.config, "workerinput"):
+    """The cells' times from the reports pytest keeps anyway (as its --durations list does; with xdist the
+    controller holds every worker's reports)."""
+    if hasattr(terminalreporter.config, "workerinput"):
+        return  # an xdist worker: the controller prints the table
+    cell_seconds: dict[str, list[float]] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            path = getattr(report, "nodeid", "").split("::", 1)[0]
+            if getattr(report, "when", None) == "call" and path.endswith(".ipynb"):
+                cell_seconds.setdefault(path, []).append(report.duration)
+    if cell_seconds:
         terminalreporter.write_sep("=", "time per notebook (sum of its cells)")
-        for line in notebook_times(_CELL_SECONDS):
+        for line in notebook_times(cell_seconds):
             terminalreporter.write_line(line)
