@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from helpers import results
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"  # committed
 
 
 @pytest.fixture
@@ -197,9 +200,7 @@ def test_full_mode_records_beside_the_quick_numbers(folder, tmp_path, monkeypatc
 
 def test_every_committed_record_with_printed_output_matches_it():
     """A record's printed output must be its own run's: every metric of the record appears in it."""
-    from pathlib import Path
-
-    folder = Path(__file__).resolve().parents[1] / "benchmarks/results/full_records"
+    folder = RESULTS / "full_records"
     records = [results.load_record(p) for p in sorted(folder.glob("*.json"))]
     assert any("printed" in r for r in records)  # the check below is not empty
     for record in (r for r in records if "printed" in r):
@@ -240,13 +241,11 @@ def test_metric_names_read_as_words_and_missing_values_say_so(folder):
 
 def test_committed_records_are_strict_json():
     """No NaN or Infinity in the committed JSON: Python reads them, strict parsers do not."""
-    from pathlib import Path
 
     def refuse(name):
         raise ValueError(f"non-standard JSON constant {name}")
 
-    folder = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-    files = sorted(folder.rglob("*.json"))
+    files = sorted(RESULTS.rglob("*.json"))
     assert files
     for path in files:
         json.loads(path.read_text(), parse_constant=refuse)
