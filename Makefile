@@ -18,6 +18,12 @@ ifneq ($(strip $(DLBOOK_DATA)),)
 export DLBOOK_DATA := $(subst $(space),:,$(abspath $(subst :, ,$(DLBOOK_DATA))))
 endif
 
+# matplotlib caches its font list per user (~/.cache/matplotlib), keyed by its version only, so every checkout and
+# virtual environment on the machine shares it. A list written while another checkout's environment was half
+# installed or being deleted lacks matplotlib's own fonts, and every plot then warns (findfont), which the tests
+# reject. The book's runs keep matplotlib's config and cache in the build tree instead.
+export MPLCONFIGDIR := $(CURDIR)/_build/matplotlib
+
 .PHONY: install book book-quick test lint unit notebooks site-quick slides bench bench-book gpu-check repo-url clean
 
 # pip would byte-compile the packages' 19,000 files on one core, about a third of the install's time; compileall
